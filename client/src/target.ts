@@ -1,0 +1,39 @@
+// The narrow interface between frontends (NBD, ublk) and whatever stores the blocks.
+// A frontend never knows whether a single server, a replica set or a test double answers.
+import type { Op } from '@wsblk/shared';
+
+/** What the remote export offers, as the server's welcome told it. */
+export interface DiskInfo {
+  exportName: string;
+  size: number;
+  blockSize: number;
+  readOnly: boolean;
+  flush: boolean;
+  fua: boolean;
+  discard: boolean;
+  writeZeroes: boolean;
+  /** Largest READ/WRITE one request may carry; frontends split larger ones. */
+  maxPayload: number;
+}
+
+export interface IoRequest {
+  op: Op;
+  offset: number;
+  length: number;
+  /** FLAG_FUA, FLAG_NO_UNMAP (from @wsblk/shared). */
+  flags: number;
+  /** WRITE data; the target owns it until the callback runs. */
+  payload?: Buffer;
+}
+
+/** status is 0 or a positive errno (Errno); data is set for a good READ. */
+export type IoCallback = (status: number, data?: Buffer) => void;
+
+export interface BlockTarget {
+  readonly info: DiskInfo;
+  /**
+   * Queues one request. The callback runs exactly once, never synchronously. A target that
+   * survives reconnects keeps the request until the server answers it (or the I/O timeout).
+   */
+  submit(req: IoRequest, cb: IoCallback): void;
+}

@@ -1,0 +1,294 @@
+// Encoder and decoder of wsblk messages.
+//
+// Every binary WebSocket message starts with an 8-byte prefix:
+//   u8 kind, u8 0, u16 0, u32 LE header length H
+// then H bytes of msgpack. Hello and welcome carry a map; batches carry an array of records,
+// and the payloads follow the header raw, in record order. Payloads never pass through msgpack.
+//   request record: [seq, op, flags, offset, length, payloadFlags, wireLength]
+//   reply record:   [seq, status, payloadFlags, wireLength]
+import { Packr, Unpackr } from 'msgpackr';
+import { compressSync, uncompressSync } from 'lz4-napi';
+import {
+  Kind, LIMITS, LZ4_MIN_BYTES, LZ4_MIN_SAVING_SHIFT, Op, OP_COUNT, PAYLOAD_LZ4, PROTOCOL_VERSION,
+  REQUEST_FLAGS_MASK,
+} from './constants.js';
+import { ProtocolError } from './errors.js';
+import type { BlockReply, BlockRequest, Hello, Message, Welcome } from './messages.js';
+
+const PREFIX = 8;
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+function prefixed(kind: Kind, header: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(PREFIX + header.length);
+  out.writeUInt32LE(kind, 0);
+  out.writeUInt32LE(header.length, 4);
+  header.copy(out, PREFIX);
+  return out;
+}
+
+export function encodeHello(hello: Hello): Buffer {
+  return prefixed(Kind.Hello, packr.pack(hello));
+}
+
+export function encodeWelcome(welcome: Welcome): Buffer {
+  return prefixed(Kind.Welcome, packr.pack(welcome));
+}
+
+/** lz4 a payload when it saves at least 12.5 %; returns null when it does not pay. */
+export function maybeCompress(data: Buffer): Buffer | null {
+  if (data.length < LZ4_MIN_BYTES) return null;
+  const c = compressSync(data);
+  return c.length <= data.length - (data.length >>> LZ4_MIN_SAVING_SHIFT) ? c : null;
+}
+
+/**
+ * Encodes a batch of requests. Returns the parts of one message: the prefixed header first,
+ * then the payloads as they are (no copy). The sender may concatenate or fragment them.
+ */
+export function encodeRequests(requests: readonly BlockRequest[], lz4: boolean): Buffer[] {
+  const parts: Buffer[] = [Buffer.alloc(0)];
+  const records: number[][] = new Array(requests.length);
+  for (let i = 0; i < requests.length; i++) {
+    const r = requests[i]!;
+    let pflags = 0;
+    let wire = 0;
+    if (r.payload) {
+      let body: Buffer = r.payload;
+      if (lz4) {
+        const c = maybeCompress(body);
+        if (c) { body = c; pflags = PAYLOAD_LZ4; }
+      }
+      wire = body.length;
+      parts.push(body);
+    }
+    records[i] = [r.seq, r.op, r.flags, r.offset, r.length, pflags, wire];
+  }
+  parts[0] = prefixed(Kind.Requests, packr.pack(records));
+  return parts;
+}
+
+/** Encodes a batch of replies; same layout as encodeRequests. */
+export function encodeReplies(replies: readonly BlockReply[], lz4: boolean): Buffer[] {
+  const parts: Buffer[] = [Buffer.alloc(0)];
+  const records: number[][] = new Array(replies.length);
+  for (let i = 0; i < replies.length; i++) {
+    const r = replies[i]!;
+    let pflags = 0;
+    let wire = 0;
+    if (r.data) {
+      let body: Buffer = r.data;
+      if (lz4) {
+        const c = maybeCompress(body);
+        if (c) { body = c; pflags = PAYLOAD_LZ4; }
+      }
+      wire = body.length;
+      parts.push(body);
+    }
+    records[i] = [r.seq, r.status, pflags, wire];
+  }
+  parts[0] = prefixed(Kind.Replies, packr.pack(records));
+  return parts;
+}
+
+export interface DecodeLimits {
+  /** Negotiated max READ/WRITE payload (bytes). */
+  maxPayload: number;
+}
+
+const DEFAULT_LIMITS: DecodeLimits = { maxPayload: LIMITS.maxPayloadCeiling };
+
+function fail(msg: string): never {
+  throw new ProtocolError(msg);
+}
+
+function uint(v: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+    fail(`${what}: expected an integer in 0..${max}, got ${typeof v === 'number' ? v : typeof v}`);
+  }
+  return v;
+}
+
+function str(v: unknown, what: string, max = 256): string {
+  if (typeof v !== 'string' || v.length > max) fail(`${what}: expected a string of at most ${max} characters`);
+  return v;
+}
+
+function bool(v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') fail(`${what}: expected a boolean`);
+  return v;
+}
+
+function strList(v: unknown, what: string): string[] {
+  if (!Array.isArray(v) || v.length > 32) fail(`${what}: expected a list of at most 32 strings`);
+  return v.map((x, i) => str(x, `${what}[${i}]`, 64));
+}
+
+function readPrefix(buf: Buffer): { kind: number; headerEnd: number } {
+  if (buf.length < PREFIX) fail(`message of ${buf.length} bytes is shorter than the ${PREFIX}-byte prefix`);
+  const kind = buf[0]!;
+  if (buf[1] !== 0 || buf.readUInt16LE(2) !== 0) fail('reserved prefix bytes are not zero');
+  const h = buf.readUInt32LE(4);
+  if (h > buf.length - PREFIX) fail(`header length ${h} runs past the end of a ${buf.length}-byte message`);
+  if (h > LIMITS.maxHeaderBytes) fail(`header length ${h} exceeds ${LIMITS.maxHeaderBytes}`);
+  return { kind, headerEnd: PREFIX + h };
+}
+
+function unpackHeader(buf: Buffer, headerEnd: number): unknown {
+  if (headerEnd === PREFIX) fail('empty header');
+  try {
+    return unpackr.unpack(buf.subarray(PREFIX, headerEnd));
+  } catch (e) {
+    fail(`header is not valid msgpack: ${(e as Error).message}`);
+  }
+}
+
+function decodeHello(v: unknown): Hello {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('hello: expected a map');
+  const o = v as Record<string, unknown>;
+  const version = uint(o.version, 'hello.version', 0xffff);
+  if (version !== PROTOCOL_VERSION) fail(`hello.version ${version} is not supported (this server speaks ${PROTOCOL_VERSION})`);
+  const hello: Hello = {
+    version,
+    clientId: str(o.clientId, 'hello.clientId'),
+    features: strList(o.features, 'hello.features'),
+    maxPayload: uint(o.maxPayload, 'hello.maxPayload', LIMITS.maxPayloadCeiling),
+  };
+  if (o.resume !== undefined && o.resume !== null) hello.resume = str(o.resume, 'hello.resume', 128);
+  if (hello.maxPayload < 4096) fail('hello.maxPayload must be at least 4096');
+  return hello;
+}
+
+function decodeWelcome(v: unknown): Welcome {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('welcome: expected a map');
+  const o = v as Record<string, unknown>;
+  const w: Welcome = {
+    version: uint(o.version, 'welcome.version', 0xffff),
+    exportName: str(o.exportName, 'welcome.exportName'),
+    size: uint(o.size, 'welcome.size'),
+    blockSize: uint(o.blockSize, 'welcome.blockSize', 1 << 16),
+    readOnly: bool(o.readOnly, 'welcome.readOnly'),
+    flush: bool(o.flush, 'welcome.flush'),
+    fua: bool(o.fua, 'welcome.fua'),
+    discard: bool(o.discard, 'welcome.discard'),
+    writeZeroes: bool(o.writeZeroes, 'welcome.writeZeroes'),
+    maxPayload: uint(o.maxPayload, 'welcome.maxPayload', LIMITS.maxPayloadCeiling),
+    sessionId: str(o.sessionId, 'welcome.sessionId', 128),
+    epoch: uint(o.epoch, 'welcome.epoch'),
+    resumed: bool(o.resumed, 'welcome.resumed'),
+    features: strList(o.features, 'welcome.features'),
+  };
+  if (w.version !== PROTOCOL_VERSION) fail(`welcome.version ${w.version} is not supported`);
+  if (w.blockSize < 512 || (w.blockSize & (w.blockSize - 1)) !== 0) fail(`welcome.blockSize ${w.blockSize} is not a power of two >= 512`);
+  if (w.size % w.blockSize !== 0) fail(`welcome.size ${w.size} is not a multiple of the block size`);
+  return w;
+}
+
+function records(v: unknown, width: number, what: string): unknown[][] {
+  if (!Array.isArray(v)) fail(`${what}: expected an array of records`);
+  if (v.length === 0) fail(`${what}: empty batch`);
+  if (v.length > LIMITS.maxRecords) fail(`${what}: ${v.length} records exceed ${LIMITS.maxRecords}`);
+  for (let i = 0; i < v.length; i++) {
+    const r = v[i];
+    if (!Array.isArray(r) || r.length !== width) fail(`${what}[${i}]: expected a record of ${width} fields`);
+  }
+  return v as unknown[][];
+}
+
+/** Takes `wire` bytes at `pos` and returns the payload of `length` bytes (decompressed). */
+function payloadAt(buf: Buffer, pos: number, wire: number, pflags: number, length: number, what: string): Buffer {
+  if (pos + wire > buf.length) fail(`${what}: payload of ${wire} bytes runs past the end of the message`);
+  const body = buf.subarray(pos, pos + wire);
+  if (pflags === 0) {
+    if (wire !== length) fail(`${what}: payload is ${wire} bytes, expected ${length}`);
+    return body;
+  }
+  if (wire < 4 || body.readUInt32LE(0) !== length) fail(`${what}: lz4 payload does not decompress to ${length} bytes`);
+  let out: Buffer;
+  try {
+    out = uncompressSync(body);
+  } catch (e) {
+    fail(`${what}: lz4 payload is corrupt: ${(e as Error).message}`);
+  }
+  if (out.length !== length) fail(`${what}: lz4 payload decompressed to ${out.length} bytes, expected ${length}`);
+  return out;
+}
+
+function decodeRequests(buf: Buffer, header: unknown, pos: number, limits: DecodeLimits): BlockRequest[] {
+  const recs = records(header, 7, 'requests');
+  const out: BlockRequest[] = new Array(recs.length);
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i]!;
+    const what = `requests[${i}]`;
+    const seq = uint(r[0], `${what}.seq`);
+    const op = uint(r[1], `${what}.op`, OP_COUNT - 1) as Op;
+    const flags = uint(r[2], `${what}.flags`, 0xffff);
+    if ((flags & ~REQUEST_FLAGS_MASK) !== 0) fail(`${what}.flags: unknown bits 0x${(flags & ~REQUEST_FLAGS_MASK).toString(16)}`);
+    const offset = uint(r[3], `${what}.offset`);
+    const isData = op === Op.Read || op === Op.Write;
+    const length = uint(r[4], `${what}.length`, isData ? limits.maxPayload : LIMITS.maxRangeBytes);
+    const pflags = uint(r[5], `${what}.payloadFlags`, PAYLOAD_LZ4);
+    const wire = uint(r[6], `${what}.wireLength`, limits.maxPayload + 16);
+    const req: BlockRequest = { seq, op, flags, offset, length };
+    if (op === Op.Write) {
+      if (length === 0) fail(`${what}: WRITE of zero bytes`);
+      req.payload = payloadAt(buf, pos, wire, pflags, length, what);
+      pos += wire;
+    } else if (wire !== 0 || pflags !== 0) {
+      fail(`${what}: ${op === Op.Read ? 'READ' : 'a non-WRITE request'} carries a payload`);
+    }
+    out[i] = req;
+  }
+  if (pos !== buf.length) fail(`requests: ${buf.length - pos} bytes after the last payload`);
+  return out;
+}
+
+function decodeReplies(buf: Buffer, header: unknown, pos: number, limits: DecodeLimits): BlockReply[] {
+  const recs = records(header, 4, 'replies');
+  const out: BlockReply[] = new Array(recs.length);
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i]!;
+    const what = `replies[${i}]`;
+    const seq = uint(r[0], `${what}.seq`);
+    const status = uint(r[1], `${what}.status`, 4095);
+    const pflags = uint(r[2], `${what}.payloadFlags`, PAYLOAD_LZ4);
+    const wire = uint(r[3], `${what}.wireLength`, limits.maxPayload + 16);
+    const rep: BlockReply = { seq, status };
+    if (wire > 0 || pflags !== 0) {
+      if (status !== 0) fail(`${what}: an error reply carries data`);
+      // The decompressed length of an lz4 body is its prepended size; checked by the consumer.
+      const length = pflags === 0 ? wire : wire >= 4 ? buf.readUInt32LE(pos) : -1;
+      if (length < 0 || length > limits.maxPayload) fail(`${what}: data of ${length} bytes exceeds ${limits.maxPayload}`);
+      rep.data = payloadAt(buf, pos, wire, pflags, length, what);
+      pos += wire;
+    }
+    out[i] = rep;
+  }
+  if (pos !== buf.length) fail(`replies: ${buf.length - pos} bytes after the last payload`);
+  return out;
+}
+
+/** Decodes one binary message; throws ProtocolError on anything malformed. */
+export function decodeMessage(buf: Buffer, limits: DecodeLimits = DEFAULT_LIMITS): Message {
+  const { kind, headerEnd } = readPrefix(buf);
+  switch (kind) {
+    case Kind.Hello:
+    case Kind.Welcome: {
+      if (buf.length > LIMITS.maxControlBytes) fail(`control message of ${buf.length} bytes is too large`);
+      if (headerEnd !== buf.length) fail('control message has trailing bytes');
+      const v = unpackHeader(buf, headerEnd);
+      return kind === Kind.Hello ? { kind: 'hello', hello: decodeHello(v) } : { kind: 'welcome', welcome: decodeWelcome(v) };
+    }
+    case Kind.Requests:
+      return { kind: 'requests', requests: decodeRequests(buf, unpackHeader(buf, headerEnd), headerEnd, limits) };
+    case Kind.Replies:
+      return { kind: 'replies', replies: decodeReplies(buf, unpackHeader(buf, headerEnd), headerEnd, limits) };
+    default:
+      fail(`unknown message kind ${kind}`);
+  }
+}
+
+/** One buffer from a message's parts (for small batches and tests). */
+export function joinParts(parts: readonly Buffer[]): Buffer {
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}

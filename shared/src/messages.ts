@@ -1,0 +1,60 @@
+import type { Op } from './constants.js';
+
+/** Client -> server, first message of every connection. */
+export interface Hello {
+  version: number;
+  /** Stable name of the client (host + device), for logs and the session table. */
+  clientId: string;
+  /** Session to resume after a reconnect; absent on a first connect. */
+  resume?: string;
+  /** Optional features the client can use, e.g. 'lz4'. */
+  features: string[];
+  /** Largest READ/WRITE payload the client will send or accept. */
+  maxPayload: number;
+}
+
+/** Server -> client, answer to a hello. After it, batches flow both ways. */
+export interface Welcome {
+  version: number;
+  exportName: string;
+  size: number;
+  blockSize: number;
+  readOnly: boolean;
+  flush: boolean;
+  fua: boolean;
+  discard: boolean;
+  writeZeroes: boolean;
+  /** Negotiated: the smaller of both sides' limits. */
+  maxPayload: number;
+  sessionId: string;
+  /** Bumped on every resume; requests of older epochs are fenced. */
+  epoch: number;
+  /** True when the hello's session was found and resumed. */
+  resumed: boolean;
+  /** Features both sides will use on this connection. */
+  features: string[];
+}
+
+/** One block request. `seq` with the session id is the stable request id. */
+export interface BlockRequest {
+  seq: number;
+  op: Op;
+  flags: number;
+  offset: number;
+  length: number;
+  /** WRITE data (decompressed). */
+  payload?: Buffer;
+}
+
+/** Answer to one request: errno-style status, and the data of a good READ. */
+export interface BlockReply {
+  seq: number;
+  status: number;
+  data?: Buffer;
+}
+
+export type Message =
+  | { kind: 'hello'; hello: Hello }
+  | { kind: 'welcome'; welcome: Welcome }
+  | { kind: 'requests'; requests: BlockRequest[] }
+  | { kind: 'replies'; replies: BlockReply[] };
