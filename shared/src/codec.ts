@@ -176,6 +176,7 @@ function decodeWelcome(v: unknown): Welcome {
     sessionId: str(o.sessionId, 'welcome.sessionId', 128),
     epoch: uint(o.epoch, 'welcome.epoch'),
     resumed: bool(o.resumed, 'welcome.resumed'),
+    nextSeq: uint(o.nextSeq, 'welcome.nextSeq'),
     features: strList(o.features, 'welcome.features'),
   };
   if (w.version !== PROTOCOL_VERSION) fail(`welcome.version ${w.version} is not supported`);

@@ -31,6 +31,9 @@ export interface Welcome {
   epoch: number;
   /** True when the hello's session was found and resumed. */
   resumed: boolean;
+  /** Lowest request sequence number not yet seen in this session: a new process that resumes
+   *  the session starts numbering here, so its ids never collide with the dedup window. */
+  nextSeq: number;
   /** Features both sides will use on this connection. */
   features: string[];
 }

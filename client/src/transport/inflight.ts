@@ -1,0 +1,106 @@
+import type { IoCallback, IoRequest } from '../target.js';
+
+/** A request the transport has accepted and not yet completed to its frontend. */
+export interface InflightEntry {
+  seq: number;
+  req: IoRequest;
+  cb: IoCallback;
+  /** Bytes this request holds against the in-flight budget (payload or read length). */
+  bytes: number;
+  /** Sent on the current connection (and so counted in the budget). */
+  sent: boolean;
+  /** When it was accepted (ms, monotonic), for the I/O timeout. */
+  since: number;
+}
+
+/**
+ * Every accepted, uncompleted request, in sequence order (a Map keeps insertion order and
+ * sequence numbers only grow). A completed request leaves the table at once, so it can never
+ * be replayed; everything still here is replayed, in order, after a reconnect.
+ */
+export class InflightTable {
+  private readonly entries = new Map<number, InflightEntry>();
+  /** Accepted but not sent: over the byte budget, or no connection. FIFO. */
+  private waiting: InflightEntry[] = [];
+  private waitHead = 0;
+  private sentBytes = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get bytesInFlight(): number {
+    return this.sentBytes;
+  }
+
+  add(e: InflightEntry): void {
+    this.entries.set(e.seq, e);
+    this.waiting.push(e);
+  }
+
+  /**
+   * Takes waiting entries that fit in the budget, marking them sent. One request larger than
+   * the whole budget still goes when nothing else is in flight, so nothing waits forever.
+   */
+  takeSendable(out: InflightEntry[]): void {
+    while (this.waitHead < this.waiting.length) {
+      const e = this.waiting[this.waitHead]!;
+      if (!this.entries.has(e.seq)) { this.waitHead++; continue; } // timed out while waiting
+      if (this.sentBytes > 0 && this.sentBytes + e.bytes > this.maxBytes) break;
+      this.waitHead++;
+      e.sent = true;
+      this.sentBytes += e.bytes;
+      out.push(e);
+    }
+    if (this.waitHead > 1024 && this.waitHead * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.waitHead);
+      this.waitHead = 0;
+    }
+  }
+
+  /** Removes a completed (or failed) request; returns it, or undefined if unknown. */
+  complete(seq: number): InflightEntry | undefined {
+    const e = this.entries.get(seq);
+    if (!e) return undefined;
+    this.entries.delete(seq);
+    if (e.sent) this.sentBytes -= e.bytes;
+    return e;
+  }
+
+  /**
+   * The connection is gone: every sent entry must be sent again, in sequence order, before
+   * anything that was waiting. Returns nothing; the next takeSendable() yields them.
+   */
+  requeueAll(): void {
+    const all: InflightEntry[] = [];
+    for (const e of this.entries.values()) {
+      e.sent = false;
+      all.push(e);
+    }
+    this.waiting = all;
+    this.waitHead = 0;
+    this.sentBytes = 0;
+  }
+
+  /** Entries accepted before `cutoff` (for the I/O timeout). Oldest first. */
+  olderThan(cutoff: number): InflightEntry[] {
+    const out: InflightEntry[] = [];
+    for (const e of this.entries.values()) {
+      if (e.since >= cutoff) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** Removes and returns everything (teardown). */
+  drainAll(): InflightEntry[] {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    this.waiting = [];
+    this.waitHead = 0;
+    this.sentBytes = 0;
+    return all;
+  }
+}

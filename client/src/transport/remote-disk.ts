@@ -1,0 +1,448 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import WebSocket from 'ws';
+import {
+  CloseCode, Errno, FLAG_NO_UNMAP, LIMITS, Op, PROTOCOL_VERSION, ProtocolError, SUBPROTOCOL,
+  decodeMessage, encodeHello, encodeRequests, isAllZero, logger, sendParts,
+  type BlockReply, type BlockRequest, type Welcome,
+} from '@wsblk/shared';
+import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
+import { InflightTable, type InflightEntry } from './inflight.js';
+
+const log = logger('transport');
+
+export interface RemoteDiskOptions {
+  /** ws[s]://host:port/<export> */
+  url: string;
+  /** Bearer token sent at the upgrade. */
+  token?: string;
+  compress?: 'lz4' | 'none';
+  clientId?: string;
+  /** Session to resume on the first connect (a restarted daemon taking over its device). */
+  resumeSession?: string;
+  /** First connect gives up after this long (ms). Default 30 s. */
+  connectTimeoutMs?: number;
+  /** Pending I/O fails with EIO after this long (ms); 0 waits forever, like a local disk. */
+  ioTimeoutMs?: number;
+  /** Bytes of requests on the wire at once (backpressure). Default 64 MiB. */
+  maxInflightBytes?: number;
+  /** Largest READ/WRITE asked for; the server may lower it. Default 4 MiB. */
+  maxPayload?: number;
+  /** Reconnect backoff: first delay and cap (ms). */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Extra ws client options (TLS: ca, rejectUnauthorized). */
+  wsOptions?: WebSocket.ClientOptions;
+}
+
+/** Why a connect attempt failed, in one line for a person. */
+export class ConnectError extends Error {
+  override name = 'ConnectError';
+  constructor(message: string, readonly status?: number, readonly fatal = false) {
+    super(message);
+  }
+}
+
+export interface TransportStats {
+  connected: boolean;
+  sessionId: string;
+  epoch: number;
+  inflight: number;
+  inflightBytes: number;
+  reconnects: number;
+  replayed: number;
+  timedOut: number;
+}
+
+/** Client masking key of zeros: both ends are ours, and ws then skips the XOR pass. */
+const zeroMask = (mask: Buffer) => mask.fill(0);
+
+/** Largest batch message (payload bytes) the client builds. */
+const MAX_BATCH_BYTES = 16 << 20;
+
+/**
+ * The client transport: one remote export over one WebSocket at a time. It keeps every
+ * request until the server answers it; on a lost connection it reconnects with capped
+ * exponential backoff, resumes the session (the server fences the old connection) and
+ * replays what is outstanding, in order. Emits 'connected' (welcome), 'disconnected' (reason),
+ * 'fenced' (another client took the session over: this one stops).
+ */
+export class RemoteDisk extends EventEmitter implements BlockTarget {
+  info!: DiskInfo;
+  private ws: WebSocket | undefined;
+  private welcome: Welcome | undefined;
+  private readonly table: InflightTable;
+  private readonly lz4: boolean;
+  private readonly clientId: string;
+  private nextSeq = 1;
+  private sessionId: string;
+  private epoch = 0;
+  private ready = false;
+  private flushQueued = false;
+  private closed = false;
+  private stopped = false;
+  private reconnects = 0;
+  private replayed = 0;
+  private timedOut = 0;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private ioTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private alive = true;
+  private readonly sendBuf: InflightEntry[] = [];
+  private readonly reqBuf: BlockRequest[] = [];
+
+  private constructor(private readonly opts: RemoteDiskOptions) {
+    super();
+    this.table = new InflightTable(opts.maxInflightBytes ?? 64 << 20);
+    this.lz4 = opts.compress === 'lz4';
+    this.clientId = opts.clientId ?? `${hostname()}:${process.pid}`;
+    this.sessionId = opts.resumeSession ?? '';
+  }
+
+  /** Connects and waits for the welcome. Rejects with a ConnectError that says why. */
+  static async connect(opts: RemoteDiskOptions): Promise<RemoteDisk> {
+    const url = parseUrl(opts.url);
+    const disk = new RemoteDisk({ ...opts, url: url.href });
+    const timeoutMs = opts.connectTimeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    let last: ConnectError | undefined;
+    // The first connect retries transient failures (refused, reset) until the timeout;
+    // a refusal by the server (401/403/404, bad protocol) is final at once.
+    for (;;) {
+      try {
+        await disk.open(Math.max(1, deadline - Date.now()));
+        break;
+      } catch (e) {
+        last = e instanceof ConnectError ? e : new ConnectError((e as Error).message);
+        if (last.fatal || Date.now() + 200 >= deadline) {
+          disk.stopped = true;
+          throw last.fatal || timeoutMs === 0 ? last : new ConnectError(`${last.message} (gave up after ${timeoutMs / 1000} s)`, last.status);
+        }
+        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** disk.attempt++)));
+      }
+    }
+    disk.attempt = 0;
+    disk.startTimers();
+    return disk;
+  }
+
+  get stats(): TransportStats {
+    return {
+      connected: this.ready,
+      sessionId: this.sessionId,
+      epoch: this.epoch,
+      inflight: this.table.size,
+      inflightBytes: this.table.bytesInFlight,
+      reconnects: this.reconnects,
+      replayed: this.replayed,
+      timedOut: this.timedOut,
+    };
+  }
+
+  get url(): string {
+    return this.opts.url;
+  }
+
+  submit(req: IoRequest, cb: IoCallback): void {
+    if (this.closed) {
+      process.nextTick(cb, Errno.ESHUTDOWN);
+      return;
+    }
+    // An all-zero write travels as WRITE_ZEROES (keeping the blocks allocated, as a write would).
+    if (req.op === Op.Write && req.payload && this.info.writeZeroes && isAllZero(req.payload)) {
+      req = { op: Op.WriteZeroes, offset: req.offset, length: req.length, flags: req.flags | FLAG_NO_UNMAP };
+    }
+    const bytes = req.op === Op.Write || req.op === Op.Read ? req.length : 0;
+    this.table.add({ seq: this.nextSeq++, req, cb, bytes, sent: false, since: performance.now() });
+    this.scheduleFlush();
+  }
+
+  /**
+   * Stops: waits for outstanding requests (up to `timeoutMs`), fails what is left with
+   * ESHUTDOWN, and closes the connection. No reconnect after this.
+   */
+  async close(timeoutMs = 30_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const deadline = Date.now() + timeoutMs;
+    while (this.table.size > 0 && Date.now() < deadline && !this.stopped) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    this.stopped = true;
+    for (const e of this.table.drainAll()) e.cb(Errno.ESHUTDOWN);
+    this.stopTimers();
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(() => { ws.terminate(); r(); }, 1000);
+        ws.once('close', () => { clearTimeout(t); r(); });
+        ws.close(CloseCode.Normal, 'client closing');
+      });
+    } else {
+      ws?.terminate();
+    }
+  }
+
+  // --- connection -------------------------------------------------------------------------
+
+  private open(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = {};
+      if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
+      const ws = new WebSocket(this.opts.url, SUBPROTOCOL, {
+        ...this.opts.wsOptions,
+        headers,
+        perMessageDeflate: false,
+        handshakeTimeout: Math.min(timeoutMs, 30_000),
+        maxPayload: 64 << 20,
+        generateMask: zeroMask,
+        skipUTF8Validation: true,
+      } as WebSocket.ClientOptions);
+      ws.binaryType = 'nodebuffer';
+      let settled = false;
+      const fail = (err: ConnectError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        ws.removeAllListeners();
+        ws.on('error', () => {});
+        ws.terminate();
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new ConnectError(`no answer from ${this.opts.url} within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+      ws.on('unexpected-response', (_req, res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => { if (body.length < 512) body += d; });
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const why = body.trim() || res.statusMessage || '';
+          const fatal = status === 400 || status === 401 || status === 403 || status === 404;
+          const what = status === 401 ? 'token refused' : status === 403 ? 'forbidden' : status === 404 ? 'unknown export' : `HTTP ${status}`;
+          fail(new ConnectError(`${this.opts.url}: ${what}: ${why}`, status, fatal));
+        });
+        res.on('error', () => fail(new ConnectError(`${this.opts.url}: HTTP ${res.statusCode}`, res.statusCode, false)));
+      });
+      ws.on('error', (err: NodeJS.ErrnoException) => {
+        const code = err.code ? `${err.code}` : err.message;
+        const text = err.code === 'ECONNREFUSED' ? 'connection refused (is the server running?)'
+          : err.code === 'ENOTFOUND' ? 'host not found' : code;
+        fail(new ConnectError(`cannot connect to ${this.opts.url}: ${text}`));
+      });
+      ws.on('close', (code, reason) => fail(new ConnectError(`${this.opts.url} closed the connection during the handshake (${code} ${reason.toString()})`, undefined, code === CloseCode.BadHello)));
+      ws.on('open', () => {
+        ws.send(encodeHello({
+          version: PROTOCOL_VERSION,
+          clientId: this.clientId,
+          ...(this.sessionId ? { resume: this.sessionId } : {}),
+          features: this.lz4 ? ['lz4'] : [],
+          maxPayload: this.opts.maxPayload ?? LIMITS.maxPayloadDefault,
+        }));
+      });
+      ws.once('message', (data: Buffer, isBinary) => {
+        let welcome: Welcome;
+        try {
+          if (!isBinary) throw new ProtocolError('text message');
+          const msg = decodeMessage(data);
+          if (msg.kind !== 'welcome') throw new ProtocolError(`expected welcome, got ${msg.kind}`);
+          welcome = msg.welcome;
+        } catch (e) {
+          return fail(new ConnectError(`${this.opts.url}: bad welcome: ${(e as Error).message}`, undefined, true));
+        }
+        if (this.welcome && (welcome.size !== this.welcome.size || welcome.blockSize !== this.welcome.blockSize)) {
+          return fail(new ConnectError(`${this.opts.url}: the export changed size or block size (${this.welcome.size} -> ${welcome.size}); refusing to replay onto it`, undefined, true));
+        }
+        settled = true;
+        clearTimeout(timer);
+        ws.removeAllListeners();
+        this.attach(ws, welcome);
+        resolve();
+      });
+    });
+  }
+
+  private attach(ws: WebSocket, welcome: Welcome): void {
+    const first = !this.welcome;
+    this.ws = ws;
+    this.welcome = welcome;
+    this.info = {
+      exportName: welcome.exportName, size: welcome.size, blockSize: welcome.blockSize,
+      readOnly: welcome.readOnly, flush: welcome.flush, fua: welcome.fua, discard: welcome.discard,
+      writeZeroes: welcome.writeZeroes, maxPayload: welcome.maxPayload,
+    };
+    if (this.sessionId && this.sessionId !== welcome.sessionId) {
+      log.warn(`session ${this.sessionId.slice(0, 8)} was not resumed (server restarted?); new session ${welcome.sessionId.slice(0, 8)}`);
+    }
+    this.sessionId = welcome.sessionId;
+    this.epoch = welcome.epoch;
+    if (welcome.nextSeq > this.nextSeq) this.nextSeq = welcome.nextSeq;
+    this.alive = true;
+    ws.on('message', (data: Buffer, isBinary) => this.onMessage(ws, data, isBinary));
+    ws.on('pong', () => { this.alive = true; });
+    ws.on('close', (code, reason) => this.onClose(ws, code, reason.toString()));
+    ws.on('error', (err) => log.debug(`socket error: ${err.message}`));
+    // Replay: everything not completed goes again, in sequence order, before new requests.
+    this.table.requeueAll();
+    const replay = this.table.size;
+    if (!first && replay) {
+      this.replayed += replay;
+      log.info(`reconnected (session ${welcome.sessionId.slice(0, 8)} epoch ${welcome.epoch}, ${welcome.resumed ? 'resumed' : 'new'}); replaying ${replay} requests`);
+    }
+    this.ready = true;
+    this.emit('connected', welcome);
+    this.flush();
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: string): void {
+    if (ws !== this.ws) return;
+    this.ready = false;
+    this.ws = undefined;
+    if (this.stopped) return;
+    if (code === CloseCode.Fenced) {
+      log.error(`fenced: another client resumed session ${this.sessionId.slice(0, 8)}; this one stops`);
+      this.stopped = true;
+      for (const e of this.table.drainAll()) e.cb(Errno.EIO);
+      this.emit('fenced');
+      return;
+    }
+    log.warn(`connection lost (${code}${reason ? ' ' + reason : ''}); ${this.table.size} requests outstanding`);
+    this.emit('disconnected', reason || String(code));
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const initial = this.opts.backoffInitialMs ?? 100;
+    const max = this.opts.backoffMaxMs ?? 5_000;
+    const delay = Math.min(max, initial * 2 ** Math.min(this.attempt, 20));
+    // Jitter keeps many clients of one restarted server from reconnecting in lockstep.
+    const jittered = Math.round(delay * (0.75 + Math.random() * 0.5));
+    this.attempt++;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.stopped) return;
+      this.reconnects++;
+      this.open(Math.max(5_000, max)).then(
+        () => { this.attempt = 0; },
+        (err: ConnectError) => {
+          log.warn(`reconnect failed: ${err.message}`);
+          this.scheduleReconnect();
+        },
+      );
+    }, jittered);
+  }
+
+  // --- data -------------------------------------------------------------------------------
+
+  private scheduleFlush(): void {
+    if (this.flushQueued || !this.ready) return;
+    this.flushQueued = true;
+    process.nextTick(() => this.flush());
+  }
+
+  /** Sends everything the budget allows, as few messages as the batch limits allow. */
+  private flush(): void {
+    this.flushQueued = false;
+    const ws = this.ws;
+    if (!this.ready || !ws) return;
+    const out = this.sendBuf;
+    this.table.takeSendable(out);
+    if (out.length === 0) return;
+    const reqs = this.reqBuf;
+    let bytes = 0;
+    for (let i = 0; i < out.length; i++) {
+      const e = out[i]!;
+      reqs.push({ seq: e.seq, op: e.req.op, flags: e.req.flags, offset: e.req.offset, length: e.req.length, payload: e.req.payload });
+      bytes += e.req.op === Op.Write ? e.req.length : 0;
+      if (reqs.length === LIMITS.maxRecords || bytes >= MAX_BATCH_BYTES || i === out.length - 1) {
+        sendParts(ws, encodeRequests(reqs, this.lz4));
+        reqs.length = 0;
+        bytes = 0;
+      }
+    }
+    out.length = 0;
+  }
+
+  private onMessage(ws: WebSocket, data: Buffer, isBinary: boolean): void {
+    if (ws !== this.ws) return;
+    this.alive = true;
+    let replies: BlockReply[];
+    try {
+      if (!isBinary) throw new ProtocolError('text message');
+      const msg = decodeMessage(data, { maxPayload: this.info.maxPayload });
+      if (msg.kind !== 'replies') throw new ProtocolError(`unexpected ${msg.kind} message`);
+      replies = msg.replies;
+    } catch (e) {
+      log.error(`bad message from server: ${(e as Error).message}; reconnecting`);
+      ws.close(CloseCode.Malformed, 'malformed message');
+      ws.terminate();
+      return;
+    }
+    for (const rep of replies) {
+      const e = this.table.complete(rep.seq);
+      if (!e) continue; // timed out already, or answered twice across a reconnect
+      let status = rep.status;
+      if (status === 0 && e.req.op === Op.Read && rep.data?.length !== e.req.length) {
+        log.error(`READ ${e.req.offset}+${e.req.length}: server sent ${rep.data?.length ?? 0} bytes`);
+        status = Errno.EIO;
+      }
+      e.cb(status, status === 0 ? rep.data : undefined);
+    }
+    this.flush();
+  }
+
+  private startTimers(): void {
+    const ioTimeout = this.opts.ioTimeoutMs ?? 0;
+    if (ioTimeout > 0) {
+      this.ioTimer = setInterval(() => {
+        const late = this.table.olderThan(performance.now() - ioTimeout);
+        for (const e of late) {
+          this.table.complete(e.seq);
+          this.timedOut++;
+          e.cb(Errno.EIO);
+        }
+        if (late.length) log.warn(`${late.length} requests failed with EIO after the ${ioTimeout / 1000} s I/O timeout`);
+      }, Math.min(1000, ioTimeout));
+      this.ioTimer.unref();
+    }
+    // Keepalive: a half-open connection (cut cable, dead NAT) is noticed within ~20 s.
+    this.pingTimer = setInterval(() => {
+      const ws = this.ws;
+      if (!ws || !this.ready) return;
+      if (!this.alive) {
+        log.warn('no answer to keepalive; dropping the connection');
+        ws.terminate();
+        return;
+      }
+      this.alive = false;
+      ws.ping();
+    }, 10_000);
+    this.pingTimer.unref();
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.ioTimer);
+    clearInterval(this.pingTimer);
+    clearTimeout(this.reconnectTimer);
+  }
+}
+
+/** Validates a ws[s]:// URL with an export path. */
+export function parseUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConnectError(`'${text}' is not a URL (expected ws://HOST:PORT/EXPORT)`, undefined, true);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new ConnectError(`'${text}': scheme must be ws:// or wss://`, undefined, true);
+  }
+  if (url.pathname.replace(/^\/+/, '') === '') {
+    throw new ConnectError(`'${text}': no export name (expected ws://HOST:PORT/EXPORT)`, undefined, true);
+  }
+  if (!url.port) url.port = '7690';
+  return url;
+}

@@ -1,0 +1,80 @@
+import type { Backend, BackendInfo } from './backend.js';
+
+const CHUNK = 1 << 20;
+
+/** RAM-backed export: sparse 1 MiB chunks allocated on first write, gone when the server stops. */
+export class MemoryBackend implements Backend {
+  readonly info: BackendInfo;
+  readonly description: string;
+  private readonly chunks = new Map<number, Buffer>();
+
+  constructor(size: number, opts: { readOnly?: boolean; blockSize?: number } = {}) {
+    this.info = {
+      size, blockSize: opts.blockSize ?? 512, readOnly: opts.readOnly ?? false,
+      flush: true, fua: true, discard: true, writeZeroes: true,
+    };
+    this.description = `memory:${size}`;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const first = Math.floor(offset / CHUNK);
+    // A read inside one chunk returns a copy of just that slice: the common case, one copy.
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    for (let c = first; done < length; c++) {
+      const start = c === first ? offset - c * CHUNK : 0;
+      const n = Math.min(CHUNK - start, length - done);
+      const chunk = this.chunks.get(c);
+      if (chunk) chunk.copy(out, done, start, start + n);
+      else out.fill(0, done, done + n);
+      done += n;
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    this.each(offset, data.length, (c, start, n, done) => {
+      let chunk = this.chunks.get(c);
+      if (!chunk) this.chunks.set(c, (chunk = Buffer.alloc(CHUNK)));
+      data.copy(chunk, start, done, done + n);
+    });
+  }
+
+  async flush(): Promise<void> {}
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.zero(offset, length);
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.zero(offset, length);
+  }
+
+  async close(): Promise<void> {
+    this.chunks.clear();
+  }
+
+  /** Bytes held in RAM (for RSS accounting in tests and the benchmark). */
+  get allocatedBytes(): number {
+    return this.chunks.size * CHUNK;
+  }
+
+  private zero(offset: number, length: number): void {
+    this.each(offset, length, (c, start, n) => {
+      const chunk = this.chunks.get(c);
+      if (!chunk) return;
+      if (n === CHUNK) this.chunks.delete(c);
+      else chunk.fill(0, start, start + n);
+    });
+  }
+
+  private each(offset: number, length: number, fn: (chunk: number, start: number, n: number, done: number) => void): void {
+    let done = 0;
+    for (let c = Math.floor(offset / CHUNK); done < length; c++) {
+      const start = done === 0 ? offset - c * CHUNK : 0;
+      const n = Math.min(CHUNK - start, length - done);
+      fn(c, start, n, done);
+      done += n;
+    }
+  }
+}

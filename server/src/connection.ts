@@ -1,0 +1,232 @@
+import type { WebSocket } from 'ws';
+import {
+  CloseCode, Errno, FLAG_FUA, FLAG_NO_UNMAP, LIMITS, Op, OP_NAMES, PROTOCOL_VERSION, ProtocolError,
+  decodeMessage, encodeReplies, encodeWelcome, errnoName, logger, sendParts, statusOfError,
+  type BlockReply, type BlockRequest, type Hello,
+} from '@wsblk/shared';
+import type { Backend } from './backend/backend.js';
+import type { Session, SessionTable } from './session.js';
+
+const log = logger('server');
+
+export interface ExportHandle {
+  name: string;
+  backend: Backend;
+  maxPayload: number;
+}
+
+type State = 'hello' | 'fencing' | 'ready' | 'draining' | 'closed';
+
+/**
+ * One client WebSocket: hello -> (fence) -> welcome, then request batches in, reply batches out.
+ * Replies produced in one turn of the event loop share one message.
+ */
+export class ServerConnection {
+  private state: State = 'hello';
+  private session: Session | undefined;
+  private lz4 = false;
+  private maxPayload = 0;
+  private replies: BlockReply[] = [];
+  private flushQueued = false;
+  private running = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly exp: ExportHandle,
+    private readonly grantReadOnly: boolean,
+    private readonly sessions: SessionTable,
+    private readonly peer: string,
+  ) {
+    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    ws.on('close', () => this.onClose());
+    ws.on('error', (err) => log.debug(`${peer}: ${err.message}`));
+  }
+
+  /** Called by the session when a newer connection resumes it. */
+  fence(): void {
+    if (this.state === 'closed') return;
+    log.info(`${this.peer}: fenced by a newer connection of session ${this.session?.id.slice(0, 8)}`);
+    this.state = 'closed';
+    this.replies = [];
+    this.ws.close(CloseCode.Fenced, 'fenced by a newer connection');
+    // Do not wait for the close handshake of a connection that may be half-open.
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+
+  /** Graceful stop (SIGTERM): stop taking requests, finish running ones, send their replies. */
+  async drain(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'draining';
+    await this.idle();
+    this.flushReplies();
+    this.ws.close(CloseCode.GoingAway, 'server shutting down');
+  }
+
+  private idle(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private closeWith(code: CloseCode, reason: string): void {
+    log.warn(`${this.peer}: closing: ${reason}`);
+    this.state = 'closed';
+    // A close reason must fit in 123 bytes.
+    this.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+
+  private onClose(): void {
+    if (this.state !== 'closed') this.state = 'closed';
+    if (this.session) this.sessions.release(this.session, this);
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.state === 'closed' || this.state === 'draining') return;
+    if (!isBinary) return this.closeWith(CloseCode.Malformed, 'text messages are not part of the protocol');
+    let msg;
+    try {
+      msg = decodeMessage(data, { maxPayload: LIMITS.maxPayloadCeiling });
+    } catch (e) {
+      if (e instanceof ProtocolError) return this.closeWith(CloseCode.Malformed, `malformed message: ${e.message}`);
+      throw e;
+    }
+    if (this.state === 'hello') {
+      if (msg.kind !== 'hello') return this.closeWith(CloseCode.BadHello, `expected hello, got ${msg.kind}`);
+      void this.onHello(msg.hello);
+      return;
+    }
+    if (msg.kind !== 'requests') return this.closeWith(CloseCode.Malformed, `unexpected ${msg.kind} message`);
+    if (this.state !== 'ready') return this.closeWith(CloseCode.Malformed, 'request before welcome');
+    for (const req of msg.requests) this.execute(req);
+  }
+
+  private async onHello(hello: Hello): Promise<void> {
+    const backend = this.exp.backend;
+    let session = hello.resume ? this.sessions.find(hello.resume, this.exp.name) : undefined;
+    const resumed = session !== undefined;
+    if (!session) session = this.sessions.create(this.exp.name, hello.clientId);
+    this.session = session;
+    const epoch = session.takeOver(this);
+    if (resumed) {
+      // The fence: nothing of an older epoch may still be running when the replay starts.
+      this.state = 'fencing';
+      const t0 = Date.now();
+      await session.drained();
+      if (this.state !== 'fencing') return; // closed (or fenced again) while waiting
+      log.info(`${this.peer}: resumed session ${session.id.slice(0, 8)} epoch ${epoch} (fence waited ${Date.now() - t0} ms)`);
+    } else {
+      log.info(`${this.peer}: new session ${session.id.slice(0, 8)} for '${this.exp.name}' (client ${hello.clientId})`);
+    }
+    this.lz4 = hello.features.includes('lz4');
+    this.maxPayload = Math.min(hello.maxPayload, this.exp.maxPayload);
+    const info = backend.info;
+    const readOnly = info.readOnly || this.grantReadOnly;
+    this.state = 'ready';
+    this.ws.send(encodeWelcome({
+      version: PROTOCOL_VERSION,
+      exportName: this.exp.name,
+      size: info.size,
+      blockSize: info.blockSize,
+      readOnly,
+      flush: info.flush && !readOnly,
+      fua: info.fua && !readOnly,
+      discard: info.discard && !readOnly,
+      writeZeroes: info.writeZeroes && !readOnly,
+      maxPayload: this.maxPayload,
+      sessionId: session.id,
+      epoch,
+      resumed,
+      nextSeq: session.nextSeq,
+      features: this.lz4 ? ['lz4'] : [],
+    }));
+  }
+
+  /** Checks a request against the export; returns an errno, or 0 when it may run. */
+  private check(req: BlockRequest): number {
+    const info = this.exp.backend.info;
+    const readOnly = info.readOnly || this.grantReadOnly;
+    const end = req.offset + req.length;
+    switch (req.op) {
+      case Op.Read:
+        if (req.length > this.maxPayload) return Errno.EOVERFLOW;
+        return end > info.size ? Errno.EINVAL : 0;
+      case Op.Write:
+        if (readOnly) return Errno.EPERM;
+        if (req.length > this.maxPayload) return Errno.EOVERFLOW;
+        return end > info.size ? Errno.ENOSPC : 0;
+      case Op.Flush:
+        return 0;
+      case Op.Discard:
+        if (readOnly) return Errno.EPERM;
+        return end > info.size ? Errno.EINVAL : 0;
+      case Op.WriteZeroes:
+        if (readOnly) return Errno.EPERM;
+        return end > info.size ? Errno.ENOSPC : 0;
+    }
+  }
+
+  private execute(req: BlockRequest): void {
+    const session = this.session!;
+    if (req.seq >= session.nextSeq) session.nextSeq = req.seq + 1;
+    const bad = this.check(req);
+    if (bad) {
+      log.debug(`${this.peer}: ${OP_NAMES[req.op]} ${req.offset}+${req.length}: ${errnoName(bad)}`);
+      return this.reply({ seq: req.seq, status: bad });
+    }
+    if (req.op !== Op.Read) {
+      const known = session.recall(req.seq);
+      if (known !== undefined) return this.reply({ seq: req.seq, status: known });
+    }
+    const backend = this.exp.backend;
+    let p: Promise<Buffer | void>;
+    switch (req.op) {
+      case Op.Read: p = backend.read(req.offset, req.length); break;
+      case Op.Write: p = backend.write(req.offset, req.payload!, (req.flags & FLAG_FUA) !== 0); break;
+      case Op.Flush: p = backend.flush(); break;
+      case Op.Discard: p = backend.discard(req.offset, req.length); break;
+      case Op.WriteZeroes:
+        p = backend.writeZeroes(req.offset, req.length, (req.flags & FLAG_NO_UNMAP) !== 0, (req.flags & FLAG_FUA) !== 0);
+        break;
+    }
+    session.begin();
+    this.running++;
+    p.then(
+      (data) => this.finish(session, req, 0, data || undefined),
+      (err) => {
+        log.warn(`${this.peer}: ${OP_NAMES[req.op]} ${req.offset}+${req.length} failed: ${(err as Error).message}`);
+        this.finish(session, req, statusOfError(err));
+      },
+    );
+  }
+
+  private finish(session: Session, req: BlockRequest, status: number, data?: Buffer): void {
+    if (req.op !== Op.Read) session.remember(req.seq, status);
+    session.end();
+    if (--this.running === 0 && this.idleWaiters.length) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
+    this.reply(status === 0 && data ? { seq: req.seq, status, data } : { seq: req.seq, status });
+  }
+
+  private reply(rep: BlockReply): void {
+    if (this.state === 'closed') return;
+    this.replies.push(rep);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(() => this.flushReplies());
+    }
+  }
+
+  private flushReplies(): void {
+    this.flushQueued = false;
+    if (this.replies.length === 0 || this.state === 'closed') return;
+    const batch = this.replies;
+    this.replies = [];
+    for (let i = 0; i < batch.length; i += LIMITS.maxRecords) {
+      sendParts(this.ws, encodeReplies(i === 0 && batch.length <= LIMITS.maxRecords ? batch : batch.slice(i, i + LIMITS.maxRecords), this.lz4));
+    }
+  }
+}

@@ -1,0 +1,139 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { LIMITS, SUBPROTOCOL, logger } from '@wsblk/shared';
+import type { Backend } from './backend/backend.js';
+import { TokenAuth } from './auth.js';
+import { ServerConnection, type ExportHandle } from './connection.js';
+import { SessionTable } from './session.js';
+
+const log = logger('server');
+
+export interface StorageServerOptions {
+  host?: string;
+  port?: number;
+  auth?: TokenAuth;
+  tls?: { cert: string; key: string };
+  /** How long a session waits for its client to come back (ms). */
+  sessionGraceMs?: number;
+  /** Largest READ/WRITE one request may carry. */
+  maxPayload?: number;
+}
+
+/**
+ * The storage server: an HTTP(S) listener whose upgrade handler authenticates the bearer
+ * token and routes `/<export>` to that export's backend. One ServerConnection per socket.
+ */
+export class StorageServer {
+  private readonly exports = new Map<string, ExportHandle>();
+  private readonly connections = new Set<ServerConnection>();
+  private readonly sessions: SessionTable;
+  private readonly wss: WebSocketServer;
+  private readonly http: HttpServer;
+  private readonly auth: TokenAuth;
+  private readonly maxPayload: number;
+  private closing = false;
+
+  constructor(private readonly opts: StorageServerOptions = {}) {
+    this.auth = opts.auth ?? new TokenAuth();
+    this.sessions = new SessionTable(opts.sessionGraceMs ?? 120_000);
+    this.maxPayload = opts.maxPayload ?? LIMITS.maxPayloadDefault;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: 64 << 20,
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
+    this.http = opts.tls
+      ? createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
+      : createHttpServer();
+    this.http.on('request', (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
+      res.end(`wsblk storage server: connect with a WebSocket, subprotocol ${SUBPROTOCOL}\n`);
+    });
+    this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+  }
+
+  addExport(name: string, backend: Backend): void {
+    if (this.exports.has(name)) throw new Error(`export '${name}' is defined twice`);
+    this.exports.set(name, { name, backend, maxPayload: this.maxPayload });
+  }
+
+  get exportNames(): string[] {
+    return [...this.exports.keys()];
+  }
+
+  /** Resolves with the bound address once listening. */
+  listen(): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        const where = `${this.opts.host ?? '127.0.0.1'}:${this.opts.port ?? 7690}`;
+        reject(new Error(err.code === 'EADDRINUSE' ? `cannot listen on ${where}: address in use` : `cannot listen on ${where}: ${err.message}`));
+      };
+      this.http.once('error', onError);
+      this.http.listen(this.opts.port ?? 7690, this.opts.host ?? '127.0.0.1', () => {
+        this.http.off('error', onError);
+        const a = this.http.address();
+        if (a === null || typeof a === 'string') return reject(new Error('unexpected listen address'));
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+  }
+
+  private refuse(socket: Duplex, status: number, reason: string): void {
+    const text = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+    const extra = status === 401 ? 'WWW-Authenticate: Bearer realm="wsblk"\r\n' : '';
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n${extra}Content-Length: ${Buffer.byteLength(reason) + 1}\r\n\r\n${reason}\n`);
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    socket.on('error', () => {});
+    if (this.closing) return this.refuse(socket, 503, 'server is shutting down');
+    let name: string;
+    try {
+      name = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname.replace(/^\/+/, ''));
+    } catch {
+      return this.refuse(socket, 400, 'bad export path');
+    }
+    const protocols = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
+    if (!protocols.includes(SUBPROTOCOL)) {
+      return this.refuse(socket, 400, `subprotocol ${SUBPROTOCOL} required (client speaks ${protocols.join(',') || 'none'})`);
+    }
+    const auth = this.auth.check(req.headers.authorization, name);
+    if (!auth.ok) {
+      log.warn(`${peer}: refused ${auth.status} for '/${name}': ${auth.reason}`);
+      return this.refuse(socket, auth.status, auth.reason);
+    }
+    const exp = this.exports.get(name);
+    if (!exp) {
+      log.warn(`${peer}: refused 404: no export '${name}'`);
+      return this.refuse(socket, 404, `no export '${name}' (exports: ${this.exportNames.join(', ') || 'none'})`);
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const conn = new ServerConnection(ws, exp, auth.readOnly, this.sessions, peer);
+      this.connections.add(conn);
+      ws.on('close', () => this.connections.delete(conn));
+    });
+  }
+
+  /** SIGTERM path: refuse new clients, finish in-flight requests, flush every backend, close. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    // Upgraded sockets still count as the HTTP server's connections: stop listening, do not wait.
+    this.http.close();
+    await Promise.all([...this.connections].map((c) => c.drain()));
+    for (const ws of this.wss.clients) ws.terminate();
+    this.sessions.clear();
+    for (const exp of this.exports.values()) {
+      try {
+        await exp.backend.close();
+      } catch (e) {
+        log.error(`closing export '${exp.name}': ${(e as Error).message}`);
+      }
+    }
+  }
+}

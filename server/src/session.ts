@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto';
+
+/** How many applied request ids a session remembers to answer replays without re-applying. */
+const DEDUP_WINDOW = 4096;
+
+/**
+ * A client's session: it outlives a connection for a grace period so the client can resume.
+ * The session is also the fence: every backend operation runs between begin() and end(), and
+ * a resuming connection waits for drained() before it is welcomed, so nothing a fenced
+ * (older-epoch) connection started can land after what the newer connection sends.
+ */
+export class Session {
+  readonly id = randomBytes(16).toString('hex');
+  epoch = 1;
+  /** The connection that currently owns the session (its epoch is `epoch`). */
+  owner: { fence(): void } | null = null;
+  /** Highest request sequence number seen + 1. */
+  nextSeq = 0;
+  private active = 0;
+  private drainWaiters: Array<() => void> = [];
+  private readonly applied = new Map<number, number>();
+  private expiry: NodeJS.Timeout | undefined;
+
+  constructor(readonly exportName: string, readonly clientId: string) {}
+
+  begin(): void {
+    this.active++;
+  }
+
+  end(): void {
+    if (--this.active === 0 && this.drainWaiters.length) {
+      const w = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  get activeCount(): number {
+    return this.active;
+  }
+
+  /** Resolves once no backend operation of this session is running. */
+  drained(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Records the status of an applied (non-read) request. */
+  remember(seq: number, status: number): void {
+    if (this.applied.size >= DEDUP_WINDOW) {
+      const oldest = this.applied.keys().next().value as number;
+      this.applied.delete(oldest);
+    }
+    this.applied.set(seq, status);
+  }
+
+  /** The status of a request already applied, if it is still in the window. */
+  recall(seq: number): number | undefined {
+    return this.applied.get(seq);
+  }
+
+  /** Takes over from the current owner: bumps the epoch and fences the old connection. */
+  takeOver(owner: { fence(): void }): number {
+    const old = this.owner;
+    this.owner = owner;
+    this.epoch++;
+    this.cancelExpiry();
+    if (old && old !== owner) old.fence();
+    return this.epoch;
+  }
+
+  expireAfter(ms: number, onExpire: () => void): void {
+    this.cancelExpiry();
+    this.expiry = setTimeout(onExpire, ms);
+    this.expiry.unref();
+  }
+
+  cancelExpiry(): void {
+    if (this.expiry) clearTimeout(this.expiry);
+    this.expiry = undefined;
+  }
+}
+
+/** Sessions by id. A session is dropped `graceMs` after its last connection closed. */
+export class SessionTable {
+  private readonly sessions = new Map<string, Session>();
+
+  constructor(readonly graceMs: number) {}
+
+  create(exportName: string, clientId: string): Session {
+    const s = new Session(exportName, clientId);
+    this.sessions.set(s.id, s);
+    return s;
+  }
+
+  find(id: string, exportName: string): Session | undefined {
+    const s = this.sessions.get(id);
+    return s && s.exportName === exportName ? s : undefined;
+  }
+
+  /** The owner connection closed: keep the session for the grace period (after it drains). */
+  release(s: Session, owner: unknown): void {
+    if (s.owner !== owner) return;
+    s.owner = null;
+    s.expireAfter(this.graceMs, () => {
+      void s.drained().then(() => {
+        if (s.owner === null) this.sessions.delete(s.id);
+      });
+    });
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  clear(): void {
+    for (const s of this.sessions.values()) s.cancelExpiry();
+    this.sessions.clear();
+  }
+}
