@@ -11,7 +11,7 @@ const DEDUP_WINDOW = 4096;
  */
 export class Session {
   readonly id = randomBytes(16).toString('hex');
-  epoch = 1;
+  epoch = 0;
   /** The connection that currently owns the session (its epoch is `epoch`). */
   owner: { fence(): void } | null = null;
   /** Highest request sequence number seen + 1. */

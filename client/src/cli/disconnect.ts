@@ -1,0 +1,46 @@
+import { Command } from 'commander';
+import { askControl } from '../daemon/control.js';
+import { controlPath, listStates, pidAlive, removeDeviceFiles, runDir, type DeviceState } from '../daemon/rundir.js';
+import { matchDevice } from './devices.js';
+import { CliError, EXIT } from './errors.js';
+import { rmSync } from 'node:fs';
+
+async function disconnectOne(dir: string, s: DeviceState): Promise<void> {
+  if (s.pid && pidAlive(s.pid)) {
+    // The daemon flushes, finishes in-flight requests and removes its files before answering.
+    await askControl(controlPath(dir, s.id), { cmd: 'disconnect' }, 60_000);
+    for (let i = 0; i < 100 && pidAlive(s.pid); i++) await new Promise((r) => setTimeout(r, 50));
+  }
+  // A dead daemon leaves its files (and an NBD socket) behind: clean them.
+  if (s.socket) rmSync(s.socket, { force: true });
+  removeDeviceFiles(dir, s.id);
+}
+
+export function disconnectCommand(): Command {
+  return new Command('disconnect')
+    .summary('detach a device')
+    .description('Detach a device: its daemon stops taking requests, finishes those in flight, flushes, '
+      + 'closes the connection and removes the device. DEVICE is an id from `wsblk list`, a device '
+      + 'path (/dev/ublkbN), an NBD socket path or URI.')
+    .argument('[device]', 'id, device path, socket path or URI')
+    .option('--all', 'detach every device')
+    .action(async (what: string | undefined, o: { all?: boolean }) => {
+      if (!what && !o.all) throw new CliError('name a device (see `wsblk list`) or use --all', EXIT.USAGE);
+      if (what && o.all) throw new CliError('give a device or --all, not both', EXIT.USAGE);
+      const dir = runDir();
+      const states = listStates(dir);
+      const targets = o.all ? states : [matchDevice(states, what!)].filter((s): s is DeviceState => !!s);
+      if (!o.all && targets.length === 0) throw new CliError(`no device '${what}' (see \`wsblk list\`)`, EXIT.NO_DEVICE);
+      let failed = 0;
+      for (const s of targets) {
+        try {
+          await disconnectOne(dir, s);
+          process.stdout.write(`${s.device}\n`);
+        } catch (e) {
+          failed++;
+          process.stderr.write(`wsblk: ${s.id}: ${(e as Error).message}\n`);
+        }
+      }
+      if (failed) throw new CliError(`${failed} of ${targets.length} devices failed to disconnect`);
+    });
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { connectCommand } from './connect.js';
+import { disconnectCommand } from './disconnect.js';
+import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
+import { listCommand } from './list.js';
+import { serveCommand } from './serve.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('wsblk')
+  .description('A remote disk over WebSocket, as a local block device (ublk) or NBD export.')
+  .version(pkg.version)
+  .addHelpText('after', EXIT_CODES_HELP)
+  .showSuggestionAfterError()
+  .exitOverride();
+
+for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand()]) {
+  program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // Help and version exit 0; every parse error is a usage error (commander printed it).
+    process.exitCode = e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  } else {
+    const err = e as Error;
+    process.stderr.write(`wsblk: ${err.message}\n`);
+    process.exitCode = e instanceof CliError ? e.exitCode : EXIT.FAILURE;
+  }
+}

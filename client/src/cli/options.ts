@@ -1,0 +1,32 @@
+import { InvalidArgumentError } from 'commander';
+import { parseSize } from '@wsblk/shared';
+
+/** commander argument parsers that turn bad values into one clear usage error. */
+export function sizeArg(value: string): number {
+  try {
+    return parseSize(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+export function secondsArg(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !Number.isFinite(n)) throw new InvalidArgumentError(`'${value}' is not a number of seconds`);
+  return n;
+}
+
+export function intArg(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`'${value}' is not a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+export function hostPortArg(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*))(?::(\d+))?$/.exec(value);
+  const port = m?.[3] === undefined ? 7690 : Number(m[3]);
+  if (!m || port > 65535) throw new InvalidArgumentError(`'${value}' is not HOST:PORT`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}

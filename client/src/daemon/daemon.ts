@@ -1,0 +1,117 @@
+import { Errno, Op, errnoName, logger } from '@wsblk/shared';
+import { RemoteDisk, type RemoteDiskOptions } from '../transport/remote-disk.js';
+import { serveControl, type ControlRequest } from './control.js';
+import type { Frontend, FrontendFactory } from './frontend.js';
+import { controlPath, removeDeviceFiles, runDir, writeState, type DeviceState } from './rundir.js';
+
+const log = logger('daemon');
+
+export interface DaemonOptions {
+  id: string;
+  kind: 'nbd' | 'ublk';
+  transport: RemoteDiskOptions;
+  frontend: FrontendFactory;
+  /** Options recorded in the state file (for list and recover). */
+  recorded: Record<string, unknown>;
+  extraState?: Partial<DeviceState>;
+}
+
+/**
+ * A connected device: transport + frontend + control socket + state file. Runs until
+ * disconnect (control socket or SIGTERM/SIGINT), then flushes, stops and cleans up.
+ */
+export class Daemon {
+  private disk!: RemoteDisk;
+  private frontend!: Frontend;
+  private state!: DeviceState;
+  private stopping: Promise<void> | undefined;
+  readonly dir = runDir();
+  /** Resolves when the daemon has stopped; the value is the exit code. */
+  readonly done: Promise<number>;
+  private finish!: (code: number) => void;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.done = new Promise((r) => (this.finish = r));
+  }
+
+  get device(): string {
+    return this.frontend.device;
+  }
+
+  async start(): Promise<DeviceState> {
+    const { id } = this.opts;
+    try {
+      this.disk = await RemoteDisk.connect(this.opts.transport);
+      this.frontend = await this.opts.frontend(this.disk);
+    } catch (e) {
+      if (this.disk) await this.disk.close(0);
+      removeDeviceFiles(this.dir, id);
+      throw e;
+    }
+    this.state = {
+      id, kind: this.opts.kind, device: this.frontend.device, url: this.disk.url, pid: process.pid,
+      sessionId: this.disk.stats.sessionId, options: this.opts.recorded, startedAt: new Date().toISOString(),
+      ...this.opts.extraState,
+    };
+    writeState(this.dir, this.state);
+    // The session id changes when the server restarts; recovery must resume the current one.
+    this.disk.on('connected', () => {
+      if (this.disk.stats.sessionId !== this.state.sessionId) {
+        this.state.sessionId = this.disk.stats.sessionId;
+        writeState(this.dir, this.state);
+      }
+    });
+    this.disk.on('fenced', () => {
+      log.error('another client took over this device\'s session; stopping');
+      void this.stop(3);
+    });
+    await serveControl(controlPath(this.dir, id), (req) => this.onControl(req));
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void this.stop(0));
+    log.info(`${id}: ${this.frontend.device} serving ${this.disk.url} (${this.disk.info.size} bytes)`);
+    return this.state;
+  }
+
+  status(): Record<string, unknown> {
+    const t = this.disk.stats;
+    return {
+      id: this.state.id, kind: this.state.kind, device: this.state.device, url: this.state.url, pid: process.pid,
+      state: t.connected ? 'connected' : 'reconnecting', inflight: t.inflight, reconnects: t.reconnects,
+      replayed: t.replayed, timedOut: t.timedOut, sessionId: t.sessionId, epoch: t.epoch,
+      size: this.disk.info.size, readOnly: this.disk.info.readOnly, ...this.frontend.status?.(),
+    };
+  }
+
+  private async onControl(req: ControlRequest): Promise<unknown> {
+    switch (req.cmd) {
+      case 'status':
+        return this.status();
+      case 'disconnect':
+        await this.stop(0);
+        return { ok: true, id: this.state.id, device: this.state.device };
+      default:
+        throw new Error('unknown command');
+    }
+  }
+
+  /** Stop: no new requests, outstanding ones finish, FLUSH, close the transport, clean up. */
+  stop(code: number): Promise<void> {
+    this.stopping ??= (async () => {
+      log.info(`${this.state.id}: disconnecting`);
+      try {
+        await this.frontend.close();
+        if (this.disk.info.flush && this.disk.stats.connected) {
+          const status = await new Promise<number>((r) => this.disk.submit({ op: Op.Flush, offset: 0, length: 0, flags: 0 }, r));
+          if (status !== Errno.OK) log.warn(`final flush failed: ${errnoName(status)}`);
+        }
+        await this.disk.close(10_000);
+      } catch (e) {
+        log.error(`disconnect: ${(e as Error).message}`);
+        code ||= 1;
+      }
+      removeDeviceFiles(this.dir, this.state.id);
+      log.info(`${this.state.id}: stopped`);
+      this.finish(code);
+    })();
+    return this.stopping;
+  }
+}
