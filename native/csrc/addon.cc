@@ -2,9 +2,15 @@
 #include <napi.h>
 
 #include "fileops.h"
+#include "test_hooks.h"
+#include "ublk_control.h"
+#include "ublk_queue.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wsblk::InitFileOps(env, exports);
+  wsblk::InitUblkControl(env, exports);
+  wsblk::UblkQueue::Init(env, exports);
+  wsblk::InitTestHooks(env, exports);
   return exports;
 }
 

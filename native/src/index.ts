@@ -1,18 +1,11 @@
-// Typed access to the native addon. Nothing above this module touches the raw binding.
-import { createRequire } from 'node:module';
-
-const require = createRequire(import.meta.url);
-
-interface RawBinding {
-  fallocate(fd: number, mode: number, offset: number, length: number): Promise<number>;
-  FALLOC: { KEEP_SIZE: number; PUNCH_HOLE: number; ZERO_RANGE: number };
-}
-
-const binding: RawBinding = require('../build/Release/wsblk_native.node');
-
-export const FALLOC = binding.FALLOC;
-
-/** fallocate(2) on the thread pool. Resolves 0 on success, else the errno (positive). */
-export function fallocate(fd: number, mode: number, offset: number, length: number): Promise<number> {
-  return binding.fallocate(fd, mode, offset, length);
-}
+// @wsblk/native: ublk control and queues over io_uring, and fallocate. Nothing above this
+// package touches the raw binding or the kernel's structs.
+export * from './abi.js';
+export * from './errors.js';
+export * from './fileops.js';
+export * from './ublk-available.js';
+export * from './ublk-control.js';
+export * from './ublk-queue.js';
+export * from './ublk-recovery.js';
+export { testHooks } from './test-hooks.js';
+export type { AbiLayout, UringNopBatch, UringRoundTrip } from './test-hooks.js';

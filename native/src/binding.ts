@@ -1,0 +1,108 @@
+// The raw addon, loaded once. Internal to this package: only the typed modules use it.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+/** Device info as the addon decodes ublksrv_ctrl_dev_info. */
+export interface RawDevInfo {
+  nrHwQueues: number;
+  queueDepth: number;
+  state: number;
+  maxIoBufBytes: number;
+  devId: number;
+  ublksrvPid: number;
+  flags: number;
+  ublksrvFlags: number;
+  ownerUid: number;
+  ownerGid: number;
+}
+
+/** ublk_params flattened (basic + discard + devt). */
+export interface RawParams {
+  types: number;
+  attrs: number;
+  logicalBsShift: number;
+  physicalBsShift: number;
+  ioOptShift: number;
+  ioMinShift: number;
+  maxSectors: number;
+  chunkSectors: number;
+  devSectors: number;
+  virtBoundaryMask: number;
+  discardAlignment: number;
+  discardGranularity: number;
+  maxDiscardSectors: number;
+  maxWriteZeroesSectors: number;
+  maxDiscardSegments: number;
+  charMajor?: number;
+  charMinor?: number;
+  diskMajor?: number;
+  diskMinor?: number;
+}
+
+export type ControlCommandName =
+  | 'GET_DEV_INFO' | 'ADD_DEV' | 'DEL_DEV' | 'START_DEV' | 'STOP_DEV' | 'SET_PARAMS'
+  | 'GET_PARAMS' | 'START_USER_RECOVERY' | 'END_USER_RECOVERY' | 'GET_DEV_INFO2' | 'GET_FEATURES';
+
+export interface RawQueue {
+  /** depth * maxIoBytes; tag t at t * maxIoBytes. */
+  readonly buffer: ArrayBuffer;
+  /** Per delivered request: tag, op_flags, nr_sectors, start_sector. */
+  readonly requests: Float64Array;
+  /** Per fault: tag, negative errno. */
+  readonly faults: Int32Array;
+  /** Filled by JS before commit(n): tag, result. */
+  readonly commits: Int32Array;
+  fetchAll(): number;
+  commit(n: number): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface RawBinding {
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<number>;
+  FALLOC: { KEEP_SIZE: number; PUNCH_HOLE: number; ZERO_RANGE: number };
+  control(cmd: number, devId: number, arg: object | null, timeoutMs: number): Promise<unknown>;
+  probeControl(): { ok: true } | { ok: false; code: string; errno: number; message: string };
+  kernelRelease(): string;
+  CTRL_CMD: Record<ControlCommandName, number>;
+  UblkQueue: new (
+    devId: number,
+    queueId: number,
+    depth: number,
+    maxIoBytes: number,
+    onBatch: (nRequests: number, nFaults: number) => void,
+  ) => RawQueue;
+  UBLK: Record<string, number>;
+  testHooks: {
+    abiLayout(): AbiLayout;
+    uringFileRoundTrip(path: string, size: number): UringRoundTrip;
+    uringNopBatch(n: number): Promise<UringNopBatch>;
+  };
+}
+
+/** sizeof/offsetof values of the ABI structs as compiled, and the command opcodes. */
+export interface AbiLayout {
+  sizes: Record<string, number>;
+  offsets: Record<string, Record<string, number>>;
+  opcodes: Record<string, number>;
+  iodArea: { queue1Offset4k: number; depth128Length4k: number; depth200Length4k: number };
+}
+
+export interface UringRoundTrip {
+  written: number;
+  read: number;
+  equal: boolean;
+  ringCloexec: boolean;
+  sqe128Nop: number;
+}
+
+export interface UringNopBatch {
+  submitted: number;
+  cqes: number;
+  batches: number;
+  ringCloexec: boolean;
+}
+
+export const binding: RawBinding = require('../build/Release/wsblk_native.node');

@@ -1,0 +1,296 @@
+// One ublk queue, served from this (the JS main) thread: requests arrive in batches from the
+// libuv poll callback, completions go back in batches with one syscall. See csrc/ublk_queue.cc
+// for why the JS thread drives the ring.
+import { constants as osConstants } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { UBLK_IO_F, UBLK_MAX_QUEUE_DEPTH } from './abi.js';
+import { binding, type RawQueue } from './binding.js';
+import { isUblkSystemError, systemError, type UblkSystemError } from './errors.js';
+
+const WORDS = 4; // per request in RawQueue.requests: tag, op_flags, nr_sectors, start_sector
+const OP_MASK = 0xff;
+
+/**
+ * The requests of one delivery, valid only during the onRequests call (the object and its
+ * storage are reused). Accessors take the index i in 0..length-1.
+ */
+export class UblkRequestBatch {
+  /** Number of requests. */
+  length = 0;
+
+  /** @internal */
+  constructor(private readonly words: Float64Array) {}
+
+  /** The request's tag: its buffer is queue.tagBuffer(tag); complete it with queue.complete(tag, ...). */
+  tag(i: number): number {
+    return this.words[i * WORDS];
+  }
+  /** UBLK_IO_OP value (READ, WRITE, FLUSH, DISCARD, WRITE_ZEROES, ...). */
+  op(i: number): number {
+    return this.words[i * WORDS + 1] & OP_MASK;
+  }
+  /** UBLK_IO_F bits (FUA, NOUNMAP, ...). */
+  flags(i: number): number {
+    return this.words[i * WORDS + 1] & ~OP_MASK;
+  }
+  /** The write must be durable before completion. */
+  fua(i: number): boolean {
+    return (this.words[i * WORDS + 1] & UBLK_IO_F.FUA) !== 0;
+  }
+  startSector(i: number): number {
+    return this.words[i * WORDS + 3];
+  }
+  nrSectors(i: number): number {
+    return this.words[i * WORDS + 2];
+  }
+  /** Byte offset on the device. */
+  offset(i: number): number {
+    return this.words[i * WORDS + 3] * 512;
+  }
+  /** Length in bytes (for READ/WRITE the bytes in the tag buffer). */
+  bytes(i: number): number {
+    return this.words[i * WORDS + 2] * 512;
+  }
+}
+
+/** A command the kernel refused for one tag (never -ENODEV, which means stopped). */
+export interface UblkQueueFault extends UblkSystemError {
+  tag: number;
+}
+
+export interface UblkQueueHandlers {
+  /**
+   * Requests handed over by the kernel. Called synchronously from the event loop; copy out what
+   * you need before returning. Write data is already in tagBuffer(tag); for a READ fill it, then
+   * complete(tag, bytes).
+   */
+  onRequests(batch: UblkRequestBatch, queue: UblkQueue): void;
+  /**
+   * The kernel aborted the queue (-ENODEV on every tag it held): the device is stopping or being
+   * torn down. Nothing more arrives; completions are dropped. Close the queue.
+   */
+  onStopped?(queue: UblkQueue): void;
+  /** The kernel refused a FETCH or COMMIT (a bug or a dying device). Default: a process warning. */
+  onFault?(fault: UblkQueueFault, queue: UblkQueue): void;
+}
+
+export interface UblkQueueOptions extends UblkQueueHandlers {
+  devId: number;
+  queueId: number;
+  /** The device's negotiated queueDepth. */
+  depth: number;
+  /** The device's negotiated maxIoBytes: each tag's buffer size. */
+  maxIoBytes: number;
+  /** How long to retry opening /dev/ublkcN while it is busy (another daemon releasing it). */
+  openTimeoutMs?: number;
+  /**
+   * 'microtask' (default): complete() stages, and the staged completions are committed together
+   * at the end of the current macrotask. 'manual': only commit() submits.
+   */
+  commitMode?: 'microtask' | 'manual';
+}
+
+const TAG_IN_KERNEL = 0;
+const TAG_HELD = 1;
+const TAG_STAGED = 2;
+const TAG_ABORTED = 3;
+
+/** A ublk queue: per-tag buffers shared with the kernel, FETCH/COMMIT on an io_uring. */
+export class UblkQueue {
+  readonly devId: number;
+  readonly queueId: number;
+  readonly depth: number;
+  readonly maxIoBytes: number;
+  /** All tag buffers: depth * maxIoBytes bytes, tag t at t * maxIoBytes. Shared with the kernel. */
+  readonly buffer: Buffer;
+
+  private readonly raw: RawQueue;
+  private readonly requestWords: Float64Array;
+  private readonly handlers: UblkQueueHandlers;
+  private readonly batch: UblkRequestBatch;
+  private readonly tagViews: Buffer[];
+  private readonly tagState: Uint8Array;
+  private readonly commits: Int32Array;
+  private readonly microtaskCommit: boolean;
+  private staged = 0;
+  private commitScheduled = false;
+  private aborted = 0;
+  private held = 0;
+  private isStopped = false;
+  private isClosed = false;
+  private readonly flushStaged = (): void => {
+    this.commitScheduled = false;
+    if (!this.isClosed) this.commit();
+  };
+
+  /**
+   * Opens /dev/ublkcN (retrying EBUSY), maps the queue's descriptors, sets up its io_uring and
+   * buffers, and FETCHes every tag. The device must exist (ADD_DEV, or START_USER_RECOVERY when
+   * recovering). Requests can arrive as soon as this resolves.
+   */
+  static async open(opts: UblkQueueOptions): Promise<UblkQueue> {
+    if (!Number.isInteger(opts.depth) || opts.depth < 1 || opts.depth > UBLK_MAX_QUEUE_DEPTH) {
+      throw new RangeError(`depth must be 1..${UBLK_MAX_QUEUE_DEPTH}, got ${opts.depth}`);
+    }
+    const busyDeadline = Date.now() + (opts.openTimeoutMs ?? 5000);
+    const missingDeadline = Date.now() + Math.min(opts.openTimeoutMs ?? 5000, 2000);
+    let queue: UblkQueue | undefined;
+    const onBatch = (n: number, f: number): void => queue?.deliver(n, f);
+    for (;;) {
+      try {
+        const raw = new binding.UblkQueue(opts.devId, opts.queueId, opts.depth, opts.maxIoBytes, onBatch);
+        queue = new UblkQueue(raw, opts);
+        break;
+      } catch (e) {
+        // EBUSY: the previous daemon's fd is not released yet; ENOENT: the node is not created yet.
+        const retry = (isUblkSystemError(e, 'EBUSY') && Date.now() < busyDeadline) ||
+          (isUblkSystemError(e, 'ENOENT') && Date.now() < missingDeadline);
+        if (!retry) throw e;
+      }
+      await sleep(20);
+    }
+    queue.raw.fetchAll();
+    return queue;
+  }
+
+  private constructor(raw: RawQueue, opts: UblkQueueOptions) {
+    this.raw = raw;
+    this.devId = opts.devId;
+    this.queueId = opts.queueId;
+    this.depth = opts.depth;
+    this.maxIoBytes = opts.maxIoBytes;
+    this.handlers = opts;
+    this.microtaskCommit = (opts.commitMode ?? 'microtask') === 'microtask';
+    this.buffer = Buffer.from(raw.buffer);
+    this.requestWords = raw.requests;
+    this.batch = new UblkRequestBatch(raw.requests);
+    this.commits = raw.commits;
+    this.tagState = new Uint8Array(opts.depth);
+    this.tagViews = [];
+    for (let t = 0; t < opts.depth; t++) {
+      this.tagViews.push(this.buffer.subarray(t * opts.maxIoBytes, (t + 1) * opts.maxIoBytes));
+    }
+  }
+
+  /** The buffer of one tag (maxIoBytes long): write data arrives here, read data goes here. */
+  tagBuffer(tag: number): Buffer {
+    return this.tagViews[tag];
+  }
+
+  /**
+   * Stages the completion of a request: result is the bytes done (READ/WRITE), 0 for
+   * FLUSH/DISCARD/WRITE_ZEROES, or a negative errno (e.g. -5 for EIO). Throws if the tag is not
+   * held by JS (a double completion).
+   */
+  complete(tag: number, result: number): void {
+    if (this.tagState[tag] !== TAG_HELD) {
+      if (this.isStopped || this.isClosed || this.tagState[tag] === TAG_ABORTED) return;
+      throw systemError('EINVAL', 22, `tag ${tag} of queue ${this.queueId} is not awaiting completion`, 'complete');
+    }
+    this.tagState[tag] = TAG_STAGED;
+    this.held--;
+    this.commits[this.staged * 2] = tag;
+    this.commits[this.staged * 2 + 1] = result;
+    this.staged++;
+    if (this.microtaskCommit && !this.commitScheduled) {
+      this.commitScheduled = true;
+      queueMicrotask(this.flushStaged);
+    }
+  }
+
+  /** Submits every staged completion (COMMIT_AND_FETCH_REQ) with one syscall. Returns how many. */
+  commit(): number {
+    const n = this.staged;
+    if (n === 0 || this.isClosed) return 0;
+    this.staged = 0;
+    for (let i = 0; i < n; i++) {
+      const tag = this.commits[i * 2];
+      if (this.tagState[tag] === TAG_STAGED) this.tagState[tag] = TAG_IN_KERNEL;
+    }
+    if (this.isStopped) return 0;
+    return this.raw.commit(n);
+  }
+
+  /** True once the kernel aborted the queue (device stopped or torn down). */
+  get stopped(): boolean {
+    return this.isStopped;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Requests delivered to JS and not yet completed. */
+  get pending(): number {
+    return this.held;
+  }
+
+  /** Keep the event loop alive while the queue is open (the default). */
+  ref(): void {
+    if (!this.isClosed) this.raw.ref();
+  }
+
+  /** Let the process exit even though the queue is open. */
+  unref(): void {
+    if (!this.isClosed) this.raw.unref();
+  }
+
+  /**
+   * Releases the ring, the descriptor mapping and /dev/ublkcN, so the device can be deleted or
+   * a new daemon can recover it. On a live device this is what a daemon death looks like to the
+   * kernel: with user recovery the device goes QUIESCED.
+   */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.staged = 0;
+    this.raw.close();
+  }
+
+  private deliver(nRequests: number, nFaults: number): void {
+    if (nFaults > 0) this.handleFaults(nFaults);
+    if (nRequests > 0) {
+      const words = this.requestWords;
+      for (let i = 0; i < nRequests; i++) this.tagState[words[i * WORDS]] = TAG_HELD;
+      this.held += nRequests;
+      this.batch.length = nRequests;
+      this.handlers.onRequests(this.batch, this);
+    }
+  }
+
+  private handleFaults(n: number): void {
+    const faults = this.raw.faults;
+    let newlyAborted = 0;
+    for (let i = 0; i < n; i++) {
+      const tag = faults[i * 2];
+      const res = faults[i * 2 + 1];
+      if (res === -19 /* ENODEV: aborted */) {
+        if (this.tagState[tag] !== TAG_ABORTED) {
+          this.tagState[tag] = TAG_ABORTED;
+          this.aborted++;
+          newlyAborted++;
+        }
+        continue;
+      }
+      const fault = systemError(errnoCode(-res), -res,
+        `ublk refused a command for tag ${tag} of queue ${this.queueId} on device ${this.devId}: ${errnoCode(-res)}`,
+        'io_uring_cmd') as UblkQueueFault;
+      fault.tag = tag;
+      if (this.handlers.onFault) this.handlers.onFault(fault, this);
+      else process.emitWarning(fault);
+    }
+    // Stopped once the kernel holds no tag of ours any more (held tags can never complete).
+    if (newlyAborted > 0 && !this.isStopped && !this.tagState.includes(TAG_IN_KERNEL)) {
+      this.isStopped = true;
+      this.handlers.onStopped?.(this);
+    }
+  }
+}
+
+let errnoNames: Map<number, string> | undefined;
+
+function errnoCode(errno: number): string {
+  errnoNames ??= new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+  return errnoNames.get(errno) ?? `E${errno}`;
+}
