@@ -6,6 +6,9 @@ import { controlPath, removeDeviceFiles, runDir, writeState, type DeviceState } 
 
 const log = logger('daemon');
 
+/** How long a disconnect waits for the server to answer the final FLUSH. */
+const FINAL_FLUSH_MS = 15_000;
+
 export interface DaemonOptions {
   id: string;
   kind: 'nbd' | 'ublk';
@@ -99,11 +102,18 @@ export class Daemon {
       log.info(`${this.state.id}: disconnecting`);
       try {
         await this.frontend.close();
-        if (this.disk.info.flush && this.disk.stats.connected) {
-          const status = await new Promise<number>((r) => this.disk.submit({ op: Op.Flush, offset: 0, length: 0, flags: 0 }, r));
-          if (status !== Errno.OK) log.warn(`final flush failed: ${errnoName(status)}`);
+        if (this.disk.info.flush) {
+          // Bounded: a disconnect must not hang because the server is gone.
+          const status = await new Promise<number | 'timeout'>((r) => {
+            const timer = setTimeout(() => r('timeout'), FINAL_FLUSH_MS);
+            this.disk.submit({ op: Op.Flush, offset: 0, length: 0, flags: 0 }, (st) => { clearTimeout(timer); r(st); });
+          });
+          if (status === 'timeout') log.warn(`final flush not answered within ${FINAL_FLUSH_MS / 1000} s (server unreachable?)`);
+          else if (status !== Errno.OK) log.warn(`final flush failed: ${errnoName(status)}`);
         }
-        await this.disk.close(10_000);
+        const left = this.disk.stats.inflight;
+        await this.disk.close(0);
+        if (left) log.warn(`${left} requests were still unanswered and have been failed`);
       } catch (e) {
         log.error(`disconnect: ${(e as Error).message}`);
         code ||= 1;
