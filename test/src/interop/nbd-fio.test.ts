@@ -21,6 +21,7 @@ test('fio nbd engine: 64 MiB of 4k random writes at depth 32 verify with crc32c'
     '--iodepth=32',
     '--size=64M',
     '--verify=crc32c',
+    '--verify_state_save=0', // no state file left in the working directory
     '--output-format=json',
   ]);
   assert.equal(r.code, 0, r.stdout + r.stderr);

@@ -6,8 +6,7 @@ import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { TestContext } from 'node:test';
-// Until @wsblk/client re-exports the NBD frontend, tests import it from its build output.
-import { NbdExport } from '../../../client/dist/nbd/index.js';
+import { NbdExport } from '@wsblk/client';
 import { MemoryTarget } from '../support/memory-target.js';
 
 /** Size of the disk every interop test gets. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-// Until @wsblk/client re-exports the NBD frontend, tests import it from its build output.
+// ByteQueue is internal to the NBD frontend: imported from its build output.
 import { ByteQueue } from '../../../client/dist/nbd/byte-queue.js';
 
 function queueOf(...parts: string[]): ByteQueue {

@@ -4,8 +4,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-// Until @wsblk/client re-exports the NBD frontend, tests import it from its build output.
-import { NbdExport } from '../../../client/dist/nbd/index.js';
+import { NbdExport } from '@wsblk/client';
 import { MemoryTarget } from '../support/memory-target.js';
 import { CMD, RawNbdClient } from './nbd-raw-client.js';
 

@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-// Until @wsblk/client re-exports the NBD frontend, tests import it from its build output.
-import { NbdExport, type NbdExportOptions } from '../../../client/dist/nbd/index.js';
+import { NbdExport, type NbdExportOptions } from '@wsblk/client';
 import { MemoryTarget, type MemoryTargetOptions } from '../support/memory-target.js';
 import { CMD, INFO, OPT, REP, RawNbdClient, TFLAG, infos, u32 } from './nbd-raw-client.js';
 

@@ -5,8 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Errno, FLAG_FUA, FLAG_NO_UNMAP, Op } from '@wsblk/shared';
-// Until @wsblk/client re-exports the NBD frontend, tests import it from its build output.
-import { NbdExport, type NbdExportOptions } from '../../../client/dist/nbd/index.js';
+import { NbdExport, type NbdExportOptions } from '@wsblk/client';
 import { MemoryTarget, type MemoryTargetOptions } from '../support/memory-target.js';
 import { CMD, CMD_FLAG, RawNbdClient } from './nbd-raw-client.js';
 
