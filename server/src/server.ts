@@ -11,6 +11,9 @@ import { SessionTable } from './session.js';
 
 const log = logger('server');
 
+/** How long close() waits for clients to answer the close frame before cutting them. */
+const CLOSE_WAIT_MS = 2000;
+
 export interface StorageServerOptions {
   host?: string;
   port?: number;
@@ -102,15 +105,20 @@ export class StorageServer {
     if (!protocols.includes(SUBPROTOCOL)) {
       return this.refuse(socket, 400, `subprotocol ${SUBPROTOCOL} required (client speaks ${protocols.join(',') || 'none'})`);
     }
+    // Who (401) before what (404) before may-they (403): no export names for unknown tokens.
     const auth = this.auth.check(req.headers.authorization, name);
-    if (!auth.ok) {
-      log.warn(`${peer}: refused ${auth.status} for '/${name}': ${auth.reason}`);
-      return this.refuse(socket, auth.status, auth.reason);
-    }
     const exp = this.exports.get(name);
+    if (!auth.ok && auth.status === 401) {
+      log.warn(`${peer}: refused 401 for '/${name}': ${auth.reason}`);
+      return this.refuse(socket, 401, auth.reason);
+    }
     if (!exp) {
       log.warn(`${peer}: refused 404: no export '${name}'`);
       return this.refuse(socket, 404, `no export '${name}' (exports: ${this.exportNames.join(', ') || 'none'})`);
+    }
+    if (!auth.ok) {
+      log.warn(`${peer}: refused ${auth.status} for '/${name}': ${auth.reason}`);
+      return this.refuse(socket, auth.status, auth.reason);
     }
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new ServerConnection(ws, exp, auth.readOnly, this.sessions, peer);
@@ -126,7 +134,17 @@ export class StorageServer {
     // Upgraded sockets still count as the HTTP server's connections: stop listening, do not wait.
     this.http.close();
     await Promise.all([...this.connections].map((c) => c.drain()));
+    // Let the close handshakes finish: a terminate() now would drop the replies still queued
+    // on the socket (a large READ reply) along with the close frame. Cut only what hangs.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.wss.clients].map((ws) => new Promise((r) => ws.once('close', r)))),
+      new Promise((r) => { timer = setTimeout(r, CLOSE_WAIT_MS); }),
+    ]);
+    clearTimeout(timer);
     for (const ws of this.wss.clients) ws.terminate();
+    // Connections already gone (client cut, fenced) may still have operations running.
+    await this.sessions.drained();
     this.sessions.clear();
     for (const exp of this.exports.values()) {
       try {

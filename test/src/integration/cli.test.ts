@@ -1,0 +1,155 @@
+// The wsblk CLI as a user and a script meet it: real processes, real sockets, exit codes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { freePort, requireTool, startServer, tempDir, wsblk } from '../support/procs.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+test('connect prints the NBD URI, list shows the device, disconnect removes it and its files', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  await startServer(t, port, ['d0=memory:64M']);
+  const env = { WSBLK_RUN_DIR: join(dir, 'run') };
+  const sock = join(dir, 'd0.sock');
+  const c = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', sock], env);
+  t.after(() => wsblk(['disconnect', '--all'], env));
+  assert.equal(c.code, 0, c.stderr);
+  assert.equal(c.stdout, `nbd+unix:///?socket=${sock}\n`);
+  assert.ok(existsSync(sock));
+
+  const l = await wsblk(['list', '--json'], env);
+  assert.equal(l.code, 0, l.stderr);
+  const list = JSON.parse(l.stdout) as Array<Record<string, unknown>>;
+  assert.equal(list.length, 1);
+  for (const key of ['id', 'kind', 'device', 'url', 'pid', 'state', 'inflight', 'reconnects']) assert.ok(key in list[0]!, `list has ${key}`);
+  assert.equal(list[0]!.kind, 'nbd');
+  assert.equal(list[0]!.state, 'connected');
+  assert.equal(list[0]!.url, `ws://127.0.0.1:${port}/d0`);
+  const pid = list[0]!.pid as number;
+
+  const text = await wsblk(['list'], env);
+  assert.match(text.stdout, /^ID\s+KIND\s+DEVICE/);
+  assert.match(text.stdout, /nbd0\s+nbd\s+nbd\+unix/);
+
+  // A second device on the same socket path is refused, and leaves nothing behind.
+  const dup = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', sock], env);
+  assert.equal(dup.code, 1);
+  assert.match(dup.stderr, /in use/);
+  assert.equal(dup.stderr.trim().split('\n').length <= 4, true, dup.stderr);
+  assert.equal(JSON.parse((await wsblk(['list', '--json'], env)).stdout).length, 1);
+
+  const d = await wsblk(['disconnect', 'nbd0'], env);
+  assert.equal(d.code, 0, d.stderr);
+  assert.equal(d.stdout.trim(), `nbd+unix:///?socket=${sock}`);
+  assert.ok(!existsSync(sock), 'socket removed');
+  assert.throws(() => process.kill(pid, 0), 'daemon exited');
+  assert.deepEqual(readdirSync(join(dir, 'run')).filter((f) => !f.endsWith('.log')), []);
+  assert.equal((await wsblk(['list'], env)).stdout, 'no devices\n');
+});
+
+test('the NBD export of a connected device works with qemu-io', { timeout: 60_000 }, async (t) => {
+  if (!(await requireTool(t, 'qemu-io'))) return;
+  const dir = tempDir(t);
+  const port = await freePort();
+  await startServer(t, port, [`d0=file:${join(dir, 'd0.img')},size=64M`]);
+  const env = { WSBLK_RUN_DIR: join(dir, 'run') };
+  const c = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', join(dir, 'd0.sock'), '--compress', 'lz4'], env);
+  t.after(() => wsblk(['disconnect', '--all'], env));
+  assert.equal(c.code, 0, c.stderr);
+  const uri = c.stdout.trim();
+  const { stdout } = await execFileP('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 1M 1M', '-c', 'read -P 0x5a 1M 1M', '-c', 'flush', uri]);
+  assert.match(stdout, /read 1048576\/1048576 bytes at offset 1048576/);
+  assert.doesNotMatch(stdout, /Pattern verification failed/);
+});
+
+test('connect fails with one clear line and exit code 3 when the server is down', { timeout: 30_000 }, async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const r = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', join(dir, 's.sock'), '--connect-timeout', '1'], { WSBLK_RUN_DIR: join(dir, 'run') });
+  assert.equal(r.code, 3);
+  assert.match(r.stderr, /^wsblk: cannot connect to ws:\/\/127\.0\.0\.1:\d+\/d0: connection refused/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.deepEqual(readdirSync(join(dir, 'run')).filter((f) => !f.endsWith('.log')), [], 'no state left behind');
+  assert.ok(!existsSync(join(dir, 's.sock')));
+});
+
+test('connect refuses a wrong token (401), a forbidden export (403) and an unknown export (404) with exit code 3', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const tokens = join(dir, 'tokens');
+  writeFileSync(tokens, '# test tokens\ngood-token-0001 d0 rw\n');
+  const port2 = port;
+  const { startProc, waitForPort, WSBLK } = await import('../support/procs.js');
+  const s2 = startProc(process.execPath, [WSBLK, 'serve', '--listen', `127.0.0.1:${port2}`, '--export', 'd0=memory:16M', '--export', 'd1=memory:16M', '--token-file', tokens]);
+  t.after(() => { s2.child.kill('SIGKILL'); });
+  await waitForPort(port2);
+  const env = { WSBLK_RUN_DIR: join(dir, 'run') };
+  const bad = join(dir, 'bad-token');
+  writeFileSync(bad, 'wrong-token-9999\n');
+  const cases: Array<[string[], RegExp]> = [
+    [[`ws://127.0.0.1:${port2}/d0`, '--token-file', bad], /token refused: unknown token/],
+    [[`ws://127.0.0.1:${port2}/d0`], /token refused: a bearer token is required/],
+    [[`ws://127.0.0.1:${port2}/d1`, '--token-file', tokens], /forbidden: token may not open export 'd1'/],
+    [[`ws://127.0.0.1:${port2}/nope`, '--token-file', tokens], /unknown export: no export 'nope'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await wsblk(['connect', ...args, '--nbd', join(dir, 'x.sock')], { ...env, WSBLK_TOKEN: '' });
+    assert.equal(r.code, 3, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  const ok = await wsblk(['connect', `ws://127.0.0.1:${port2}/d0`, '--token-file', tokens, '--nbd', join(dir, 'ok.sock')], env);
+  t.after(() => wsblk(['disconnect', '--all'], env));
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
+test('bad command lines exit 2 with a clear message', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['connect', 'not a url', '--nbd', '/tmp/x.sock'], /is not a URL/],
+    [['connect', 'http://h/d0', '--nbd', '/tmp/x.sock'], /scheme must be ws:\/\/ or wss:\/\//],
+    [['connect', 'ws://h:1/', '--nbd', '/tmp/x.sock'], /no export name/],
+    [['connect', 'ws://h/d0', '--compress', 'zstd'], /Allowed choices are lz4, none/],
+    [['connect', 'ws://h/d0', '--io-timeout', 'soon'], /not a number of seconds/],
+    [['serve'], /at least one --export/],
+    [['serve', '--export', 'd0=tape:/dev/st0'], /unknown backend 'tape'/],
+    [['serve', '--export', 'd0=memory:12Q'], /invalid size/],
+    [['serve', '--export', 'd0=memory:1000'], /multiple of the block size/],
+    [['disconnect'], /name a device/],
+    [['frobnicate'], /unknown command/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await wsblk(args, { WSBLK_RUN_DIR: '/tmp/wsblk-cli-test-run' });
+    assert.equal(r.code, 2, `${args.join(' ')} -> ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr, re, args.join(' '));
+  }
+});
+
+test('disconnect of an unknown device exits 4', async () => {
+  const r = await wsblk(['disconnect', 'nbd42'], { WSBLK_RUN_DIR: '/tmp/wsblk-cli-test-run' });
+  assert.equal(r.code, 4);
+  assert.match(r.stderr, /no device 'nbd42'/);
+});
+
+test('serve fails with one line when the port is taken', async (t) => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  t.after(() => blocker.close());
+  const port = (blocker.address() as { port: number }).port;
+  const r = await wsblk(['serve', '--listen', `127.0.0.1:${port}`, '--export', 'd0=memory:1M']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /address in use/);
+});
+
+test('every command has --help that exits 0', async () => {
+  for (const cmd of [[], ['serve'], ['connect'], ['disconnect'], ['list']]) {
+    const r = await wsblk([...cmd, '--help']);
+    assert.equal(r.code, 0, cmd.join(' '));
+    assert.match(r.stdout, /Usage: wsblk/);
+    assert.match(r.stdout, /Exit codes:/);
+  }
+});
