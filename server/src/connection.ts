@@ -9,6 +9,9 @@ import type { Session, SessionTable } from './session.js';
 
 const log = logger('server');
 
+/** Data bytes of replies in one message (one more reply of up to maxPayload may be added). */
+const MAX_REPLY_BATCH_BYTES = 16 << 20;
+
 export interface ExportHandle {
   name: string;
   backend: Backend;
@@ -89,7 +92,9 @@ export class ServerConnection {
       msg = decodeMessage(data, { maxPayload: LIMITS.maxPayloadCeiling });
     } catch (e) {
       if (e instanceof ProtocolError) return this.closeWith(CloseCode.Malformed, `malformed message: ${e.message}`);
-      throw e;
+      // A decoder bug must cost this connection, not the server (a throw here is uncaught).
+      log.error(`${this.peer}: decoder failed: ${(e as Error).stack ?? e}`);
+      return this.closeWith(CloseCode.Malformed, 'malformed message');
     }
     if (this.state === 'hello') {
       if (msg.kind !== 'hello') return this.closeWith(CloseCode.BadHello, `expected hello, got ${msg.kind}`);
@@ -225,8 +230,17 @@ export class ServerConnection {
     if (this.replies.length === 0 || this.state === 'closed') return;
     const batch = this.replies;
     this.replies = [];
-    for (let i = 0; i < batch.length; i += LIMITS.maxRecords) {
-      sendParts(this.ws, encodeReplies(i === 0 && batch.length <= LIMITS.maxRecords ? batch : batch.slice(i, i + LIMITS.maxRecords), this.lz4));
+    // Split by data bytes too: the client accepts messages of up to 64 MiB, and a whole
+    // in-flight budget of READ replies (64 MiB by default) finishing in one turn would not fit.
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < batch.length; i++) {
+      bytes += batch[i]!.data?.length ?? 0;
+      if (i + 1 - start === LIMITS.maxRecords || bytes >= MAX_REPLY_BATCH_BYTES || i === batch.length - 1) {
+        sendParts(this.ws, encodeReplies(start === 0 && i === batch.length - 1 ? batch : batch.slice(start, i + 1), this.lz4));
+        start = i + 1;
+        bytes = 0;
+      }
     }
   }
 }

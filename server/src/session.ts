@@ -113,6 +113,11 @@ export class SessionTable {
     return this.sessions.size;
   }
 
+  /** Resolves once no backend operation of any session is running. */
+  async drained(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.drained()));
+  }
+
   clear(): void {
     for (const s of this.sessions.values()) s.cancelExpiry();
     this.sessions.clear();

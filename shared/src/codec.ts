@@ -257,6 +257,8 @@ function decodeReplies(buf: Buffer, header: unknown, pos: number, limits: Decode
     const rep: BlockReply = { seq, status };
     if (wire > 0 || pflags !== 0) {
       if (status !== 0) fail(`${what}: an error reply carries data`);
+      // Bounds first: the lz4 size prefix below is read from the message itself.
+      if (pos + wire > buf.length) fail(`${what}: payload of ${wire} bytes runs past the end of the message`);
       // The decompressed length of an lz4 body is its prepended size; checked by the consumer.
       const length = pflags === 0 ? wire : wire >= 4 ? buf.readUInt32LE(pos) : -1;
       if (length < 0 || length > limits.maxPayload) fail(`${what}: data of ${length} bytes exceeds ${limits.maxPayload}`);
