@@ -120,7 +120,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
           disk.stopped = true;
           throw last.fatal || timeoutMs === 0 ? last : new ConnectError(`${last.message} (gave up after ${timeoutMs / 1000} s)`, last.status);
         }
-        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** disk.attempt++)));
+        // Never sleep past the deadline: connectTimeoutMs bounds the whole connect.
+        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** disk.attempt++, deadline - Date.now() - 200)));
       }
     }
     disk.attempt = 0;
@@ -146,8 +147,9 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
   }
 
   submit(req: IoRequest, cb: IoCallback): void {
-    if (this.closed) {
-      process.nextTick(cb, Errno.ESHUTDOWN);
+    if (this.closed || this.stopped) {
+      // Fenced (stopped, not closed): nothing will ever send it, so fail it as in-flight ones were.
+      process.nextTick(cb, this.closed ? Errno.ESHUTDOWN : Errno.EIO);
       return;
     }
     // An all-zero write travels as WRITE_ZEROES (keeping the blocks allocated, as a write would).
@@ -254,6 +256,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         if (this.welcome && (welcome.size !== this.welcome.size || welcome.blockSize !== this.welcome.blockSize)) {
           return fail(new ConnectError(`${this.opts.url}: the export changed size or block size (${this.welcome.size} -> ${welcome.size}); refusing to replay onto it`, undefined, true));
         }
+        // close() ran while this reconnect was under way: do not bring the connection to life.
+        if (this.stopped) return fail(new ConnectError(`${this.opts.url}: transport closed`, undefined, true));
         settled = true;
         clearTimeout(timer);
         ws.removeAllListeners();
@@ -286,6 +290,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     // Replay: everything not completed goes again, in sequence order, before new requests.
     this.table.requeueAll();
     const replay = this.table.size;
+    if (!first) this.reconnects++;
     if (!first && replay) {
       this.replayed += replay;
       log.info(`reconnected (session ${welcome.sessionId.slice(0, 8)} epoch ${welcome.epoch}, ${welcome.resumed ? 'resumed' : 'new'}); replaying ${replay} requests`);
@@ -323,10 +328,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       if (this.stopped) return;
-      this.reconnects++;
       this.open(Math.max(5_000, max)).then(
         () => { this.attempt = 0; },
         (err: ConnectError) => {
+          if (this.stopped) return;
           log.warn(`reconnect failed: ${err.message}`);
           this.scheduleReconnect();
         },
