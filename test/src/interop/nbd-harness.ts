@@ -1,12 +1,13 @@
-// What the NBD interop tests talk to, decided in one place. Today: NbdExport over an in-memory
-// target in this process. Later the same tests run against the full path (NBD export ->
-// WebSocket transport -> storage server) by swapping startExport.
+// What the NBD interop tests talk to, decided in one place: the whole path. A real NBD client
+// -> NbdExport -> RemoteDisk (WebSocket, loopback) -> StorageServer -> backend. Set
+// WSBLK_INTEROP_TARGET=memory to test the NBD frontend alone over an in-memory target.
 import { execFile } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { NbdExport } from '@wsblk/client';
+import { NbdExport, RemoteDisk } from '@wsblk/client';
+import { MemoryBackend, StorageServer } from '@wsblk/server';
 import { MemoryTarget } from '../support/memory-target.js';
 
 /** Size of the disk every interop test gets. */
@@ -20,13 +21,33 @@ export interface RunningExport {
 
 export type ExportFactory = (socketPath: string) => Promise<RunningExport>;
 
-export const startExport: ExportFactory = async (socketPath) => {
+const memoryExport: ExportFactory = async (socketPath) => {
   const target = new MemoryTarget({ size: DISK_BYTES, exportName: 'mem', maxPayload: 4 << 20 });
   // One in-memory store behind every connection: a flush on one covers all (multi-conn is safe).
   const exp = new NbdExport(target, { multiConn: true, description: 'wsblk interop memory disk' });
   await exp.listen(socketPath);
   return { uri: nbdUri(socketPath), close: () => exp.close() };
 };
+
+const remoteExport: ExportFactory = async (socketPath) => {
+  const server = new StorageServer({ port: 0 });
+  server.addExport('mem', new MemoryBackend(DISK_BYTES));
+  const { port } = await server.listen();
+  const disk = await RemoteDisk.connect({ url: `ws://127.0.0.1:${port}/mem`, compress: 'lz4' });
+  // One transport behind every NBD connection: a flush covers writes of all of them.
+  const exp = new NbdExport(disk, { multiConn: true, description: 'wsblk interop remote disk' });
+  await exp.listen(socketPath);
+  return {
+    uri: nbdUri(socketPath),
+    close: async () => {
+      await exp.close();
+      await disk.close();
+      await server.close();
+    },
+  };
+};
+
+export const startExport: ExportFactory = process.env.WSBLK_INTEROP_TARGET === 'memory' ? memoryExport : remoteExport;
 
 export function nbdUri(socketPath: string, name = ''): string {
   return `nbd+unix:///${encodeURIComponent(name)}?socket=${socketPath}`;
