@@ -1,0 +1,173 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Op } from '@wsblk/shared';
+import { InflightTable, type InflightEntry } from '@wsblk/client';
+
+function entry(seq: number, bytes: number, since = seq): InflightEntry {
+  return { seq, req: { op: Op.Write, offset: seq * 4096, length: bytes, flags: 0 }, cb: () => {}, bytes, sent: false, since };
+}
+
+function take(t: InflightTable): number[] {
+  const out: InflightEntry[] = [];
+  t.takeSendable(out);
+  return out.map((e) => e.seq);
+}
+
+test('takeSendable yields accepted requests in the order they were added and marks them sent', () => {
+  const t = new InflightTable(1 << 20);
+  const es = [1, 2, 3, 4].map((s) => entry(s, 4096));
+  for (const e of es) t.add(e);
+  assert.deepEqual(take(t), [1, 2, 3, 4]);
+  assert.ok(es.every((e) => e.sent));
+  assert.equal(t.bytesInFlight, 4 * 4096);
+  assert.equal(t.size, 4);
+  assert.deepEqual(take(t), [], 'nothing is yielded twice');
+});
+
+test('takeSendable stops at the byte budget and goes on as requests complete', () => {
+  const t = new InflightTable(10_000);
+  for (let s = 1; s <= 5; s++) t.add(entry(s, 4000));
+  assert.deepEqual(take(t), [1, 2], 'a third 4000-byte request would pass 10000');
+  assert.equal(t.bytesInFlight, 8000);
+  t.complete(1);
+  assert.equal(t.bytesInFlight, 4000);
+  assert.deepEqual(take(t), [3]);
+  t.complete(2);
+  t.complete(3);
+  assert.deepEqual(take(t), [4, 5]);
+  assert.equal(t.bytesInFlight, 8000);
+});
+
+test('takeSendable keeps order: a small request does not overtake a big one waiting for budget', () => {
+  const t = new InflightTable(10_000);
+  t.add(entry(1, 8000));
+  t.add(entry(2, 4000));
+  t.add(entry(3, 100));
+  assert.deepEqual(take(t), [1]);
+});
+
+test('one request larger than the whole budget goes when nothing else is in flight', () => {
+  const t = new InflightTable(4096);
+  t.add(entry(1, 1000));
+  t.add(entry(2, 1 << 20));
+  t.add(entry(3, 1000));
+  assert.deepEqual(take(t), [1], 'the oversize request waits while anything is in flight');
+  t.complete(1);
+  assert.deepEqual(take(t), [2], 'alone, it goes');
+  assert.equal(t.bytesInFlight, 1 << 20);
+  assert.deepEqual(take(t), [], 'and nothing goes beside it');
+  t.complete(2);
+  assert.deepEqual(take(t), [3]);
+});
+
+test('requests of zero bytes (flush, discard) pass a full budget', () => {
+  const t = new InflightTable(4096);
+  t.add(entry(1, 4096));
+  t.add(entry(2, 0));
+  assert.deepEqual(take(t), [1, 2]);
+});
+
+test('complete() removes a request and returns it once; unknown sequences return undefined', () => {
+  const t = new InflightTable(1 << 20);
+  const e = entry(7, 512);
+  t.add(e);
+  take(t);
+  assert.equal(t.complete(7), e);
+  assert.equal(t.complete(7), undefined);
+  assert.equal(t.complete(99), undefined);
+  assert.equal(t.size, 0);
+  assert.equal(t.bytesInFlight, 0);
+});
+
+test('a request completed while still waiting (timed out) is never sent', () => {
+  const t = new InflightTable(4096);
+  t.add(entry(1, 4096));
+  t.add(entry(2, 4096));
+  t.add(entry(3, 4096));
+  assert.deepEqual(take(t), [1]);
+  t.complete(2);
+  t.complete(1);
+  assert.deepEqual(take(t), [3]);
+  assert.equal(t.bytesInFlight, 4096);
+});
+
+test('requeueAll puts every uncompleted request back, sent or waiting, in sequence order', () => {
+  const t = new InflightTable(3 * 4096);
+  const es = [1, 2, 3, 4, 5, 6].map((s) => entry(s, 4096));
+  for (const e of es) t.add(e);
+  assert.deepEqual(take(t), [1, 2, 3]);
+  t.complete(2);
+  t.requeueAll();
+  assert.equal(t.bytesInFlight, 0, 'nothing is on the (new) wire');
+  assert.ok([1, 3, 4, 5, 6].every((s) => !es[s - 1]!.sent));
+  assert.deepEqual(take(t), [1, 3, 4], 'replay starts with the oldest, within the budget');
+  t.complete(1);
+  t.complete(3);
+  t.complete(4);
+  assert.deepEqual(take(t), [5, 6]);
+});
+
+test('a completed request is never replayed, however often the connection drops', () => {
+  const t = new InflightTable(1 << 20);
+  for (let s = 1; s <= 4; s++) t.add(entry(s, 512));
+  take(t);
+  t.complete(3);
+  t.requeueAll();
+  assert.deepEqual(take(t), [1, 2, 4]);
+  t.complete(1);
+  t.requeueAll();
+  t.requeueAll();
+  assert.deepEqual(take(t), [2, 4]);
+  t.complete(2);
+  t.complete(4);
+  t.requeueAll();
+  assert.deepEqual(take(t), []);
+  assert.equal(t.size, 0);
+});
+
+test('requests added after a requeue go after the replayed ones', () => {
+  const t = new InflightTable(1 << 20);
+  t.add(entry(1, 512));
+  t.add(entry(2, 512));
+  take(t);
+  t.requeueAll();
+  t.add(entry(3, 512));
+  assert.deepEqual(take(t), [1, 2, 3]);
+});
+
+test('the waiting queue stays correct across its compaction', () => {
+  const t = new InflightTable(1 << 30);
+  let seq = 0;
+  for (let round = 0; round < 5; round++) {
+    const batch: number[] = [];
+    for (let i = 0; i < 1500; i++) { t.add(entry(++seq, 1)); batch.push(seq); }
+    assert.deepEqual(take(t), batch);
+    for (const s of batch) t.complete(s);
+  }
+  t.add(entry(++seq, 1));
+  assert.deepEqual(take(t), [seq]);
+});
+
+test('olderThan returns the requests accepted before the cutoff, oldest first', () => {
+  const t = new InflightTable(1 << 20);
+  t.add(entry(1, 1, 100));
+  t.add(entry(2, 1, 200));
+  t.add(entry(3, 1, 300));
+  assert.deepEqual(t.olderThan(250).map((e) => e.seq), [1, 2]);
+  assert.deepEqual(t.olderThan(100).map((e) => e.seq), []);
+  assert.deepEqual(t.olderThan(1000).map((e) => e.seq), [1, 2, 3]);
+  t.complete(1);
+  assert.deepEqual(t.olderThan(250).map((e) => e.seq), [2]);
+  assert.equal(t.size, 2, 'olderThan does not remove');
+});
+
+test('drainAll removes and returns everything', () => {
+  const t = new InflightTable(1 << 20);
+  for (let s = 1; s <= 3; s++) t.add(entry(s, 10));
+  take(t);
+  t.add(entry(4, 10));
+  assert.deepEqual(t.drainAll().map((e) => e.seq), [1, 2, 3, 4]);
+  assert.equal(t.size, 0);
+  assert.equal(t.bytesInFlight, 0);
+  assert.deepEqual(take(t), []);
+});

@@ -1,0 +1,171 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Session, SessionTable } from '@wsblk/server';
+import { sleep, waitFor } from '../support/server.js';
+
+class Owner {
+  fenced = 0;
+  fence(): void { this.fenced++; }
+}
+
+test('a new session has a random 32-hex-digit id, epoch 0 and no owner', () => {
+  const a = new Session('disk0', 'c1');
+  const b = new Session('disk0', 'c1');
+  assert.match(a.id, /^[0-9a-f]{32}$/);
+  assert.notEqual(a.id, b.id);
+  assert.equal(a.epoch, 0);
+  assert.equal(a.owner, null);
+  assert.equal(a.nextSeq, 0);
+});
+
+test('the dedup window recalls the status of applied requests', () => {
+  const s = new Session('d', 'c');
+  s.remember(1, 0);
+  s.remember(2, 28);
+  assert.equal(s.recall(1), 0);
+  assert.equal(s.recall(2), 28);
+  assert.equal(s.recall(3), undefined);
+});
+
+test('the dedup window is bounded at 4096 entries and forgets the oldest first', () => {
+  const s = new Session('d', 'c');
+  for (let seq = 0; seq < 5000; seq++) s.remember(seq, seq % 7);
+  let kept = 0;
+  for (let seq = 0; seq < 5000; seq++) if (s.recall(seq) !== undefined) kept++;
+  assert.equal(kept, 4096);
+  assert.equal(s.recall(0), undefined);
+  assert.equal(s.recall(903), undefined);
+  assert.equal(s.recall(904), 904 % 7);
+  assert.equal(s.recall(4999), 4999 % 7);
+});
+
+test('takeOver bumps the epoch and fences the previous owner, once', () => {
+  const s = new Session('d', 'c');
+  const a = new Owner();
+  const b = new Owner();
+  assert.equal(s.takeOver(a), 1);
+  assert.equal(a.fenced, 0);
+  assert.equal(s.takeOver(b), 2);
+  assert.equal(a.fenced, 1, 'the old owner is fenced');
+  assert.equal(b.fenced, 0);
+  assert.equal(s.owner, b);
+  assert.equal(s.takeOver(b), 3, 'the same owner again bumps the epoch');
+  assert.equal(b.fenced, 0, 'but does not fence itself');
+});
+
+test('drained() resolves at once when nothing runs, and otherwise only after every begin has its end', async () => {
+  const s = new Session('d', 'c');
+  let done = false;
+  await s.drained();
+  s.begin();
+  s.begin();
+  assert.equal(s.activeCount, 2);
+  const p = s.drained().then(() => { done = true; });
+  await sleep(10);
+  assert.equal(done, false);
+  s.end();
+  await sleep(10);
+  assert.equal(done, false, 'one operation still runs');
+  s.end();
+  await p;
+  assert.equal(done, true);
+  assert.equal(s.activeCount, 0);
+});
+
+test('several waiters on drained() are all released', async () => {
+  const s = new Session('d', 'c');
+  s.begin();
+  let n = 0;
+  const ps = [s.drained(), s.drained(), s.drained()].map((p) => p.then(() => n++));
+  s.end();
+  await Promise.all(ps);
+  assert.equal(n, 3);
+});
+
+test('the table finds a session by id only for its own export', () => {
+  const t = new SessionTable(1000);
+  const s = t.create('disk0', 'c');
+  assert.equal(t.find(s.id, 'disk0'), s);
+  assert.equal(t.find(s.id, 'disk1'), undefined);
+  assert.equal(t.find('nope', 'disk0'), undefined);
+  assert.equal(t.size, 1);
+});
+
+test('a released session is dropped after the grace period', async () => {
+  const t = new SessionTable(30);
+  const s = t.create('d', 'c');
+  const owner = new Owner();
+  s.takeOver(owner);
+  t.release(s, owner);
+  assert.equal(s.owner, null);
+  assert.equal(t.find(s.id, 'd'), s, 'still there during the grace period');
+  await waitFor(() => t.size === 0, 2000, 'session expiry');
+  assert.equal(t.find(s.id, 'd'), undefined);
+});
+
+test('a session resumed during the grace period is kept', async () => {
+  const t = new SessionTable(30);
+  const s = t.create('d', 'c');
+  const a = new Owner();
+  s.takeOver(a);
+  t.release(s, a);
+  s.takeOver(new Owner());
+  await sleep(100);
+  assert.equal(t.find(s.id, 'd'), s);
+});
+
+test('release by a connection that no longer owns the session changes nothing', async () => {
+  const t = new SessionTable(30);
+  const s = t.create('d', 'c');
+  const a = new Owner();
+  const b = new Owner();
+  s.takeOver(a);
+  s.takeOver(b);
+  t.release(s, a);
+  assert.equal(s.owner, b);
+  await sleep(100);
+  assert.equal(t.size, 1);
+});
+
+test('an expired session is dropped only once its running operations end', async () => {
+  const t = new SessionTable(20);
+  const s = t.create('d', 'c');
+  const a = new Owner();
+  s.takeOver(a);
+  s.begin();
+  t.release(s, a);
+  await sleep(100);
+  assert.equal(t.size, 1, 'an operation still runs');
+  s.end();
+  await waitFor(() => t.size === 0, 2000, 'session expiry after drain');
+});
+
+test('clear() drops every session and cancels their expiry timers', async () => {
+  const t = new SessionTable(20);
+  const s = t.create('d', 'c');
+  const a = new Owner();
+  s.takeOver(a);
+  t.release(s, a);
+  t.create('d', 'c2');
+  t.clear();
+  assert.equal(t.size, 0);
+  await sleep(50);
+  assert.equal(t.size, 0);
+});
+
+test('the table is drained only when no operation of any session runs', async () => {
+  const t = new SessionTable(1000);
+  const a = t.create('d', 'a');
+  const b = t.create('d', 'b');
+  a.begin();
+  b.begin();
+  let done = false;
+  const p = t.drained().then(() => { done = true; });
+  a.end();
+  await sleep(10);
+  assert.equal(done, false, 'b still runs');
+  b.end();
+  await p;
+  assert.equal(done, true);
+  t.clear();
+});
