@@ -38,7 +38,10 @@ export class TokenAuth {
     text.split('\n').forEach((raw, i) => {
       const line = raw.replace(/#.*/, '').trim();
       if (!line) return;
-      const [token, exportsField = '*', mode = 'rw', ...extra] = line.split(/\s+/);
+      const fields = line.split(/\s+/);
+      // `TOKEN ro` means read-only for every export, not an export named "ro".
+      if (fields.length === 2 && (fields[1] === 'ro' || fields[1] === 'rw')) fields.splice(1, 0, '*');
+      const [token, exportsField = '*', mode = 'rw', ...extra] = fields;
       if (extra.length || (mode !== 'ro' && mode !== 'rw')) {
         throw new Error(`${path}:${i + 1}: expected 'TOKEN [EXPORT,...|*] [ro|rw]'`);
       }

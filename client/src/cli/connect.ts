@@ -1,15 +1,17 @@
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { readTokenFile } from '@wsblk/server';
-import { ConnectError, parseUrl } from '../transport/remote-disk.js';
+import { ublkAvailable } from '@wsblk/native';
+import { ConnectError, parseUrl, type RemoteDiskOptions } from '../transport/remote-disk.js';
 import { Daemon } from '../daemon/daemon.js';
+import type { FrontendFactory } from '../daemon/frontend.js';
+import { nbdFrontend, ublkFrontend } from '../daemon/frontends.js';
+import { spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
 import { claimId, logPath, removeDeviceFiles, runDir, type DeviceState } from '../daemon/rundir.js';
-import { nbdFrontend } from '../daemon/frontends.js';
 import { CliError, EXIT } from './errors.js';
-import { secondsArg, sizeArg } from './options.js';
+import { intArg, secondsArg, sizeArg } from './options.js';
 
 export interface ConnectOptions {
   nbd?: string;
@@ -19,20 +21,29 @@ export interface ConnectOptions {
   ioTimeout: number;
   connectTimeout: number;
   maxInflight: number;
-  /** Hidden: set by the parent of a background daemon. */
+  queues: number;
+  depth: number;
+  maxIo: number;
+  blockSize: 512 | 4096;
+  supervise: boolean;
+  /** Hidden: set by the parent of a background daemon or by the supervisor. */
   id?: string;
   readyIpc?: boolean;
+  supervised?: boolean;
 }
 
 export function connectCommand(): Command {
   return new Command('connect')
     .summary('attach a remote export as a local device')
     .description('Attach a remote export as a local device and print it on stdout once it is ready: '
-      + 'an NBD URI (nbd+unix:///?socket=...) with --nbd, else a ublk block device (/dev/ublkbN). '
-      + 'The device is served by a daemon that keeps running in the background (its log is in the run '
-      + 'directory: $WSBLK_RUN_DIR, /run/wsblk for root, else $XDG_RUNTIME_DIR/wsblk); --foreground '
-      + 'keeps it in this process (for systemd). The token comes from --token-file or $WSBLK_TOKEN. '
-      + 'A lost connection is retried forever and outstanding requests are replayed, unless --io-timeout.')
+      + 'a ublk block device (/dev/ublkbN; needs root and ublk_drv), or with --nbd an NBD URI '
+      + '(nbd+unix:///?socket=...). The device is served by a daemon that keeps running in the '
+      + 'background; its log is in the run directory ($WSBLK_RUN_DIR, /run/wsblk for root, else '
+      + '$XDG_RUNTIME_DIR/wsblk). --foreground keeps it in this process (for systemd). The token '
+      + 'comes from --token-file or $WSBLK_TOKEN. A lost connection is retried forever and '
+      + 'outstanding requests are replayed, unless --io-timeout says otherwise. A ublk device is '
+      + 'supervised: if its daemon dies (even by SIGKILL), a new one recovers the device and the '
+      + 'kernel re-sends what was in flight; --no-supervise leaves that to `wsblk recover`.')
     .argument('<url>', 'ws://HOST[:PORT]/EXPORT or wss://... (port 7690 by default)')
     .option('--nbd <socket>', 'serve the export as NBD on this Unix socket instead of a ublk device')
     .option('--token-file <file>', 'file whose first line is the bearer token')
@@ -41,50 +52,101 @@ export function connectCommand(): Command {
     .option('--io-timeout <seconds>', 'fail I/O with EIO after this long without an answer (0 = wait forever)', secondsArg, 0)
     .option('--connect-timeout <seconds>', 'give up the first connect after this long', secondsArg, 30)
     .option('--max-inflight <size>', 'bytes of requests on the wire at once', sizeArg, 64 << 20)
+    .option('--queues <n>', 'ublk: hardware queues (default: min(cores, 4))', intArg(1, 64), Math.min(availableParallelism(), 4))
+    .option('--depth <n>', 'ublk: tags per queue', intArg(1, 4096), 128)
+    .option('--max-io <size>', 'ublk: largest request (a multiple of 4K)', sizeArg, 1 << 20)
+    .addOption(new Option('--block-size <bytes>', 'ublk: logical block size').choices(['512', '4096']).default('512').argParser((v) => Number(v)))
+    .option('--no-supervise', 'ublk: no supervisor; recover a killed daemon with `wsblk recover`')
     .addOption(new Option('--id <id>').hideHelp())
     .addOption(new Option('--ready-ipc').hideHelp())
+    .addOption(new Option('--supervised').hideHelp())
     .action(async (url: string, o: ConnectOptions) => {
       try {
         parseUrl(url);
       } catch (e) {
         throw new CliError((e as Error).message, EXIT.USAGE);
       }
-      if (o.tokenFile) readTokenFile(o.tokenFile); // fail now, not in the daemon
-      if (!o.nbd) {
-        throw new CliError('ublk is not available in this build yet: use --nbd SOCKET to serve the export over NBD', EXIT.FAILURE);
+      if (o.maxIo % 4096 !== 0 || o.maxIo < 4096 || o.maxIo > 32 << 20) {
+        throw new CliError(`--max-io must be a multiple of 4K from 4K to 32M, got ${o.maxIo}`, EXIT.USAGE);
       }
-      o.nbd = resolvePath(o.nbd);
-      if (o.foreground) await runForeground(url, o);
-      else await runBackground(url, o);
+      if (o.tokenFile) {
+        o.tokenFile = resolvePath(o.tokenFile);
+        readTokenFile(o.tokenFile); // fail now, not in the daemon
+      }
+      if (o.nbd) {
+        o.nbd = resolvePath(o.nbd);
+      } else {
+        const u = ublkAvailable();
+        if (!u.ok) throw new CliError(`${u.reason}; use --nbd SOCKET to serve the export over NBD instead`, EXIT.FAILURE);
+      }
+      const kind = o.nbd ? 'nbd' : 'ublk';
+      if (!o.foreground) return runBackground(url, o, kind);
+      if (kind === 'ublk' && o.supervise && !o.supervised) return runSupervisor(url, o);
+      return runDaemon(connectDaemonOptions(url, o, kind), o);
     });
 }
 
-function transportOptions(url: string, o: ConnectOptions) {
-  const token = o.tokenFile ? readTokenFile(o.tokenFile) : process.env.WSBLK_TOKEN;
+function tokenOf(tokenFile: string | undefined): string | undefined {
+  return tokenFile ? readTokenFile(tokenFile) : process.env.WSBLK_TOKEN || undefined;
+}
+
+/** The arguments that reproduce this connect in a child process. */
+function childArgs(url: string, o: ConnectOptions, id: string): string[] {
+  return ['connect', url, '--foreground', '--ready-ipc', '--id', id,
+    '--compress', o.compress, '--io-timeout', String(o.ioTimeout), '--connect-timeout', String(o.connectTimeout),
+    '--max-inflight', String(o.maxInflight), '--queues', String(o.queues), '--depth', String(o.depth),
+    '--max-io', String(o.maxIo), '--block-size', String(o.blockSize),
+    ...(o.nbd ? ['--nbd', o.nbd] : []), ...(o.tokenFile ? ['--token-file', o.tokenFile] : []),
+    ...(o.supervise ? [] : ['--no-supervise'])];
+}
+
+/** Claims a device id: nbdN, or ublkN where /dev/ublkcN is free too (N becomes the kernel id). */
+function claimDeviceId(dir: string, kind: 'nbd' | 'ublk'): string {
+  for (;;) {
+    const id = claimId(dir, kind);
+    if (kind === 'nbd' || !existsSync(`/dev/ublkc${id.slice(4)}`)) return id;
+    // Taken by a device we do not know (another tool): keep the placeholder out of the way.
+    removeDeviceFiles(dir, id);
+    throw new CliError(`ublk device id ${id.slice(4)} is taken by a device wsblk does not know (see /dev/ublkc*)`);
+  }
+}
+
+export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd' | 'ublk'): ConstructorParameters<typeof Daemon>[0] {
+  const id = o.id ?? claimDeviceId(runDir(), kind);
+  const transport: RemoteDiskOptions = {
+    url, token: tokenOf(o.tokenFile), compress: o.compress, connectTimeoutMs: o.connectTimeout * 1000,
+    ioTimeoutMs: o.ioTimeout * 1000, maxInflightBytes: o.maxInflight,
+  };
+  const frontend: FrontendFactory = kind === 'nbd'
+    ? nbdFrontend(o.nbd!)
+    : ublkFrontend({ id: Number(id.slice(4)), queues: o.queues, depth: o.depth, maxIoBytes: o.maxIo, blockSize: o.blockSize });
   return {
-    url, token, compress: o.compress, connectTimeoutMs: o.connectTimeout * 1000, ioTimeoutMs: o.ioTimeout * 1000,
-    maxInflightBytes: o.maxInflight,
+    id, kind, transport, frontend,
+    recorded: {
+      tokenFile: o.tokenFile, compress: o.compress, ioTimeout: o.ioTimeout, connectTimeout: o.connectTimeout,
+      maxInflight: o.maxInflight, queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize,
+      supervise: o.supervise, nbd: o.nbd,
+    },
+    extraState: {
+      ...(kind === 'nbd' ? { socket: o.nbd } : { devId: Number(id.slice(4)) }),
+      ...(o.supervised ? { supervisorPid: process.ppid } : {}),
+    },
   };
 }
 
-async function runForeground(url: string, o: ConnectOptions): Promise<void> {
-  const dir = runDir();
-  const id = o.id ?? claimId(dir, 'nbd');
-  const daemon = new Daemon({
-    id, kind: 'nbd', transport: transportOptions(url, o), frontend: nbdFrontend(o.nbd!),
-    recorded: { nbd: o.nbd, tokenFile: o.tokenFile, compress: o.compress, ioTimeout: o.ioTimeout, maxInflight: o.maxInflight },
-    extraState: { socket: o.nbd },
-  });
+/** Runs a daemon in this process until it is disconnected; reports readiness. */
+export async function runDaemon(opts: ConstructorParameters<typeof Daemon>[0], o: { readyIpc?: boolean }): Promise<void> {
+  const daemon = new Daemon(opts);
   let state: DeviceState;
   try {
     state = await daemon.start();
   } catch (e) {
     const code = e instanceof ConnectError ? EXIT.CONNECT : EXIT.FAILURE;
-    if (o.readyIpc && process.send) process.send({ error: (e as Error).message, exitCode: code });
+    if (o.readyIpc && process.send) process.send({ error: (e as Error).message, exitCode: code } satisfies ReadyMessage);
     throw new CliError((e as Error).message, code);
   }
   if (o.readyIpc && process.send) {
-    process.send({ ready: state });
+    process.send({ ready: state } satisfies ReadyMessage);
     process.disconnect?.();
   } else {
     process.stdout.write(state.device + '\n');
@@ -94,25 +156,40 @@ async function runForeground(url: string, o: ConnectOptions): Promise<void> {
   setTimeout(() => process.exit(code), 100);
 }
 
-/** Starts the daemon as a detached child and waits until it says ready (or why not). */
-async function runBackground(url: string, o: ConnectOptions): Promise<void> {
+/** The supervisor: this process watches the daemon and recovers the device if it dies. */
+async function runSupervisor(url: string, o: ConnectOptions): Promise<void> {
   const dir = runDir();
-  const id = claimId(dir, 'nbd');
+  const id = o.id ?? claimDeviceId(dir, 'ublk');
+  const report = (m: ReadyMessage) => {
+    if (o.readyIpc && process.send) {
+      process.send(m);
+      if (m.ready) process.disconnect?.();
+    } else if (m.ready) {
+      process.stdout.write(m.ready.device + '\n');
+    }
+  };
+  const code = await supervise({
+    id, dir,
+    startArgs: [...childArgs(url, { ...o, supervise: true }, id), '--supervised'],
+    recoverArgs: ['recover', id, '--foreground', '--ready-ipc', '--supervised'],
+    report: (m) => {
+      report(m);
+      if (!m.ready) throw new CliError(m.error ?? 'the daemon failed', m.exitCode ?? EXIT.FAILURE);
+    },
+  });
+  process.exit(code);
+}
+
+/** Starts the daemon (or its supervisor) detached, and waits until it says ready (or why not). */
+async function runBackground(url: string, o: ConnectOptions, kind: 'nbd' | 'ublk'): Promise<void> {
+  const dir = runDir();
+  const id = claimDeviceId(dir, kind);
   const log = logPath(dir, id);
   const fd = openSync(log, 'a', 0o600);
-  const main = fileURLToPath(new URL('./main.js', import.meta.url));
-  const args = [main, 'connect', url, '--foreground', '--ready-ipc', '--id', id, '--nbd', o.nbd!,
-    '--compress', o.compress, '--io-timeout', String(o.ioTimeout), '--connect-timeout', String(o.connectTimeout),
-    '--max-inflight', String(o.maxInflight), ...(o.tokenFile ? ['--token-file', resolvePath(o.tokenFile)] : [])];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd, 'ipc'], env: process.env });
+  // The supervisor (ublk) stays in the host's namespace; the daemon it starts gets its own.
+  const child = spawnWsblk(childArgs(url, o, id), fd, { detached: true, ownNamespace: kind === 'ublk' && !o.supervise });
   closeSync(fd);
-  const result = await new Promise<{ ready?: DeviceState; error?: string; exitCode?: number }>((resolve) => {
-    child.once('message', (m) => resolve(m as { ready?: DeviceState }));
-    child.once('exit', (code) => {
-      const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-3).join('\n') : '';
-      resolve({ error: `the daemon exited (code ${code}) before the device was ready${tail ? ':\n' + tail : ''}`, exitCode: EXIT.FAILURE });
-    });
-  });
+  const result = await waitReady(child, log);
   if (!result.ready) {
     removeDeviceFiles(dir, id);
     throw new CliError(result.error ?? 'the daemon failed', result.exitCode ?? EXIT.FAILURE);

@@ -1,4 +1,5 @@
 import { askControl } from '../daemon/control.js';
+import { kernelState } from '../ublk/frontend.js';
 import { controlPath, listStates, pidAlive, runDir, type DeviceState } from '../daemon/rundir.js';
 
 export interface DeviceEntry {
@@ -21,14 +22,25 @@ export async function collectDevices(): Promise<Array<{ state: DeviceState; entr
     const base: DeviceEntry = {
       id: s.id, kind: s.kind, device: s.device, url: s.url, pid: s.pid, state: 'dead', inflight: null, reconnects: null,
     };
-    if (!s.pid) return { state: s, entry: { ...base, state: 'starting' } };
-    if (!pidAlive(s.pid)) return { state: s, entry: base };
-    try {
-      const live = await askControl<Record<string, unknown>>(controlPath(dir, s.id), { cmd: 'status' }, 2000);
-      return { state: s, entry: { ...base, ...live } as DeviceEntry };
-    } catch {
-      return { state: s, entry: { ...base, state: 'unresponsive' } };
+    let entry: DeviceEntry;
+    if (!s.pid) entry = { ...base, state: 'starting' };
+    else if (!pidAlive(s.pid)) entry = base;
+    else {
+      try {
+        entry = { ...base, ...(await askControl<Record<string, unknown>>(controlPath(dir, s.id), { cmd: 'status' }, 2000)) } as DeviceEntry;
+      } catch {
+        entry = { ...base, state: 'unresponsive' };
+      }
     }
+    if (s.kind === 'ublk' && s.devId !== undefined) {
+      // For ublk the kernel's word counts: LIVE, QUIESCED (daemon gone, I/O held), DEAD.
+      const k = await kernelState(s.devId);
+      entry.connection = entry.state;
+      entry.state = k ? k.state : 'GONE';
+      if (k && k.daemonPid > 0) entry.pid = k.daemonPid;
+      if (s.supervisorPid) entry.supervisorPid = s.supervisorPid;
+    }
+    return { state: s, entry };
   }));
 }
 

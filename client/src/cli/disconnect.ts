@@ -4,6 +4,8 @@ import { controlPath, listStates, pidAlive, removeDeviceFiles, runDir, type Devi
 import { matchDevice } from './devices.js';
 import { CliError, EXIT } from './errors.js';
 import { rmSync } from 'node:fs';
+import { deleteDevice, stopDevice } from '@wsblk/native';
+import { kernelState } from '../ublk/frontend.js';
 
 async function disconnectOne(dir: string, s: DeviceState): Promise<void> {
   if (s.pid && pidAlive(s.pid)) {
@@ -11,8 +13,13 @@ async function disconnectOne(dir: string, s: DeviceState): Promise<void> {
     await askControl(controlPath(dir, s.id), { cmd: 'disconnect' }, 60_000);
     for (let i = 0; i < 100 && pidAlive(s.pid); i++) await new Promise((r) => setTimeout(r, 50));
   }
-  // A dead daemon leaves its files (and an NBD socket) behind: clean them.
+  // A dead daemon leaves its files (and an NBD socket, or a QUIESCED ublk device) behind.
+  if (s.supervisorPid && pidAlive(s.supervisorPid)) process.kill(s.supervisorPid, 'SIGKILL');
   if (s.socket) rmSync(s.socket, { force: true });
+  if (s.kind === 'ublk' && s.devId !== undefined && (await kernelState(s.devId))) {
+    await stopDevice(s.devId).catch(() => {});
+    await deleteDevice(s.devId);
+  }
   removeDeviceFiles(dir, s.id);
 }
 

@@ -5,6 +5,7 @@ import { connectCommand } from './connect.js';
 import { disconnectCommand } from './disconnect.js';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
 import { listCommand } from './list.js';
+import { recoverCommand } from './recover.js';
 import { serveCommand } from './serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -16,7 +17,7 @@ const program = new Command('wsblk')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand()]) {
+for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 

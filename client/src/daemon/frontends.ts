@@ -1,5 +1,6 @@
 import { logger } from '@wsblk/shared';
 import { NbdExport } from '../nbd/index.js';
+import { UblkFrontend, type UblkDeviceOptions } from '../ublk/frontend.js';
 import type { FrontendFactory } from './frontend.js';
 
 const log = logger('nbd');
@@ -16,6 +17,20 @@ export function nbdFrontend(socketPath: string): FrontendFactory {
       device: `nbd+unix:///?socket=${socketPath}`,
       status: () => ({ socket: socketPath, nbdClients: exp.connectionCount }),
       close: () => exp.close(),
+    };
+  };
+}
+
+/** The ublk frontend: a new /dev/ublkbN (or, with recoverId, a device taken over after a crash). */
+export function ublkFrontend(o: UblkDeviceOptions, recover = false): FrontendFactory {
+  return async (target) => {
+    const fe = recover ? await UblkFrontend.recover(target, o.id) : await UblkFrontend.create(target, o);
+    return {
+      kind: 'ublk',
+      device: fe.device,
+      get outstanding() { return fe.outstanding; },
+      status: () => fe.status(),
+      close: () => fe.close(),
     };
   };
 }

@@ -21,7 +21,7 @@ export interface RemoteDiskOptions {
   clientId?: string;
   /** Session to resume on the first connect (a restarted daemon taking over its device). */
   resumeSession?: string;
-  /** First connect gives up after this long (ms). Default 30 s. */
+  /** First connect gives up after this long (ms); 0 = never. Default 30 s. */
   connectTimeoutMs?: number;
   /** Pending I/O fails with EIO after this long (ms); 0 waits forever, like a local disk. */
   ioTimeoutMs?: number;
@@ -106,13 +106,14 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     const url = parseUrl(opts.url);
     const disk = new RemoteDisk({ ...opts, url: url.href });
     const timeoutMs = opts.connectTimeoutMs ?? 30_000;
-    const deadline = Date.now() + timeoutMs;
+    // 0 waits for the server forever (a recovering daemon: the kernel holds the I/O meanwhile).
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
     let last: ConnectError | undefined;
     // The first connect retries transient failures (refused, reset) until the timeout;
     // a refusal by the server (401/403/404, bad protocol) is final at once.
     for (;;) {
       try {
-        await disk.open(Math.max(1, deadline - Date.now()));
+        await disk.open(Math.max(1, Math.min(deadline - Date.now(), 30_000)));
         break;
       } catch (e) {
         last = e instanceof ConnectError ? e : new ConnectError((e as Error).message);

@@ -1,0 +1,101 @@
+import { closeSync, openSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { readTokenFile } from '@wsblk/server';
+import { getDeviceInfo } from '@wsblk/native';
+import { ublkFrontend } from '../daemon/frontends.js';
+import { spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
+import { listStates, logPath, pidAlive, runDir, type DeviceState } from '../daemon/rundir.js';
+import { runDaemon } from './connect.js';
+import { matchDevice } from './devices.js';
+import { CliError, EXIT } from './errors.js';
+
+interface RecoverOptions {
+  foreground?: boolean;
+  supervise: boolean;
+  readyIpc?: boolean;
+  supervised?: boolean;
+}
+
+export function recoverCommand(): Command {
+  return new Command('recover')
+    .summary('take over a ublk device whose daemon died')
+    .description('Start a new daemon for a ublk device whose daemon died (SIGKILL, crash). The kernel '
+      + 'keeps such a device QUIESCED and holds its I/O; the new daemon resumes the server session '
+      + '(the server fences the dead daemon\'s connection), fetches every tag and ends the recovery, '
+      + 'and the kernel re-sends what the dead daemon held: applications see no error. A supervised '
+      + 'device (the default of connect) is recovered automatically; this is for --no-supervise.')
+    .argument('<device>', 'an id from `wsblk list`, or /dev/ublkbN')
+    .option('--foreground', 'run the new daemon in this process')
+    .option('--no-supervise', 'do not start a supervisor for the new daemon')
+    .addOption(new Option('--ready-ipc').hideHelp())
+    .addOption(new Option('--supervised').hideHelp())
+    .action(async (what: string, o: RecoverOptions, cmd: Command) => {
+      const dir = runDir();
+      const state = matchDevice(listStates(dir), what);
+      if (!state) throw new CliError(`no device '${what}' (see \`wsblk list\`)`, EXIT.NO_DEVICE);
+      if (state.kind !== 'ublk' || state.devId === undefined) {
+        throw new CliError(`${state.id} is an NBD export: there is nothing to recover; connect it again`);
+      }
+      if (!o.supervised && state.pid && state.pid !== process.pid && pidAlive(state.pid)) {
+        throw new CliError(`${state.device} is served by daemon ${state.pid}: nothing to recover`);
+      }
+      const supervised = cmd.getOptionValueSource('supervise') === 'cli' ? o.supervise : state.options.supervise !== false;
+      if (!o.foreground) return recoverInBackground(dir, state, supervised);
+      if (supervised && !o.supervised) {
+        const args = ['recover', state.id, '--foreground', '--ready-ipc', '--supervised'];
+        const code = await supervise({
+          id: state.id, dir, startArgs: args, recoverArgs: args,
+          report: (m) => {
+            if (o.readyIpc && process.send) { process.send(m); if (m.ready) process.disconnect?.(); }
+            else if (m.ready) process.stdout.write(m.ready.device + '\n');
+            if (!m.ready) throw new CliError(m.error ?? 'recovery failed', m.exitCode ?? EXIT.FAILURE);
+          },
+        });
+        process.exit(code);
+      }
+      await recoverHere(state, o);
+    });
+}
+
+async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void> {
+  const devId = state.devId!;
+  const info = await getDeviceInfo(devId).catch((e: Error) => {
+    throw new CliError(`${state.device}: ${e.message}`);
+  });
+  if (info.state !== 'quiesced') {
+    throw new CliError(`${state.device} is ${info.state.toUpperCase()}, not QUIESCED: it cannot be recovered`
+      + (info.state === 'dead' ? ' (disconnect it and connect again)' : ''));
+  }
+  const rec = state.options;
+  const tokenFile = rec.tokenFile as string | undefined;
+  await runDaemon({
+    id: state.id,
+    kind: 'ublk',
+    transport: {
+      url: state.url,
+      token: tokenFile ? readTokenFile(tokenFile) : process.env.WSBLK_TOKEN || undefined,
+      compress: rec.compress === 'lz4' ? 'lz4' : 'none',
+      // The kernel holds the I/O while we wait: wait for the server as long as it takes.
+      connectTimeoutMs: 0,
+      ioTimeoutMs: Number(rec.ioTimeout ?? 0) * 1000,
+      maxInflightBytes: Number(rec.maxInflight ?? 64 << 20),
+      resumeSession: state.sessionId,
+    },
+    frontend: ublkFrontend({ id: devId, queues: 0, depth: 0, maxIoBytes: 0, blockSize: 512 }, true),
+    recorded: rec,
+    extraState: { devId, ...(o.supervised ? { supervisorPid: process.ppid } : {}) },
+  }, o);
+}
+
+async function recoverInBackground(dir: string, state: DeviceState, supervised: boolean): Promise<void> {
+  const log = logPath(dir, state.id);
+  const fd = openSync(log, 'a', 0o600);
+  const args = ['recover', state.id, '--foreground', '--ready-ipc', ...(supervised ? [] : ['--no-supervise'])];
+  const child = spawnWsblk(args, fd, { detached: true, ownNamespace: !supervised });
+  closeSync(fd);
+  const r: ReadyMessage = await waitReady(child, log);
+  if (!r.ready) throw new CliError(r.error ?? 'recovery failed', r.exitCode ?? EXIT.FAILURE);
+  child.unref();
+  child.disconnect();
+  process.stdout.write(r.ready.device + '\n');
+}
