@@ -1,0 +1,65 @@
+# Helpers for the ublk scenarios that run inside the VM guest (sourced by each scenario).
+# Everything writable lives in /tmp (tmpfs) or $WSBLK_VM_OUT; the repo is read-only here.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+WSBLK="node $REPO/client/bin/wsblk.js"
+export WSBLK_RUN_DIR=/tmp/wsblk-run
+PORT=7690
+DATA=/tmp/wsblk-data
+mkdir -p "$DATA" "$WSBLK_RUN_DIR"
+
+step() { printf '\n== %s (%s s)\n' "$*" "$SECONDS"; }
+fail() { printf 'FAIL: %s\n' "$*"; dump_logs; exit 1; }
+check() { if ! "$@"; then fail "check failed: $*"; fi; }
+
+dump_logs() {
+  for f in "$WSBLK_RUN_DIR"/*.log /tmp/server.log; do
+    [ -f "$f" ] && { echo "--- $f"; tail -40 "$f"; }
+  done
+  return 0
+}
+
+SERVER_PID=
+start_server() { # [export spec...]
+  local specs=("$@")
+  [ ${#specs[@]} -gt 0 ] || specs=("d0=file:$DATA/d0.img,size=256M")
+  local args=()
+  for s in "${specs[@]}"; do args+=(--export "$s"); done
+  $WSBLK serve --listen 127.0.0.1:$PORT "${args[@]}" >>/tmp/server.log 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do
+    grep -q "listening on" /tmp/server.log 2>/dev/null && [ "$(grep -c 'listening on' /tmp/server.log)" -ge "${SERVER_STARTS:-1}" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited"
+    sleep 0.1
+  done
+  fail "server did not start"
+}
+
+kill_server() { kill -9 "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+
+# The pid serving the queues of ublk device id $1, from `wsblk list --json`.
+daemon_pid() {
+  $WSBLK list --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const l=JSON.parse(s).find(e=>e.id===process.argv[1]);console.log(l?l.pid:"")})' "$1"
+}
+device_state() {
+  $WSBLK list --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const l=JSON.parse(s).find(e=>e.id===process.argv[1]);console.log(l?l.state:"")})' "$1"
+}
+wait_state() { # id state timeout_s
+  for _ in $(seq 1 $(( $3 * 5 ))); do
+    [ "$(device_state "$1")" = "$2" ] && return 0
+    sleep 0.2
+  done
+  fail "device $1 did not reach $2 (now: $(device_state "$1"))"
+}
+
+no_ublk_devices() {
+  local left
+  left=$(ls /dev/ublkc* /dev/ublkb* 2>/dev/null || true)
+  [ -z "$left" ] || { echo "devices left: $left"; return 1; }
+}
+
+cleanup() {
+  $WSBLK disconnect --all >/dev/null 2>&1 || true
+  kill_server
+}
+trap cleanup EXIT
