@@ -1,0 +1,54 @@
+# (b) fio --verify=crc32c random writes on the raw device while the daemon is SIGKILLed three
+# times: twice recovered by the supervisor, once (supervisor killed too) by `wsblk recover`.
+source "$(dirname "$0")/lib.sh"
+step "server"
+start_server "d0=file:$DATA/d0.img,size=256M"
+step "connect (supervised)"
+DEV=$($WSBLK connect ws://127.0.0.1:$PORT/d0 --queues 2 --depth 64)
+check test -b "$DEV"
+ID=ublk${DEV#/dev/ublkb}
+step "fio verify in the background"
+cd /tmp
+fio --name=verify --filename="$DEV" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
+  --size=${FIO_SIZE:-48M} --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
+  --rate=,${FIO_RATE:-600k} --output-format=json --output=/tmp/fio.json > /tmp/fio.out 2>&1 &
+FIO=$!
+sleep 3
+for round in 1 2; do
+  OLD=$(daemon_pid "$ID")
+  step "kill -9 daemon $OLD (round $round; the supervisor recovers)"
+  kill -9 "$OLD"
+  for _ in $(seq 1 300); do
+    NEW=$(daemon_pid "$ID")
+    [ -n "$NEW" ] && [ "$NEW" != "$OLD" ] && [ "$(device_state "$ID")" = LIVE ] && break
+    sleep 0.2
+  done
+  [ "$(device_state "$ID")" = LIVE ] && [ "$NEW" != "$OLD" ] || fail "supervisor did not recover (state $(device_state "$ID"), pid $NEW)"
+  echo "recovered by daemon $NEW"
+  kill -0 $FIO || fail "fio ended early: $(tail -5 /tmp/fio.out)"
+done
+step "kill -9 supervisor and daemon (round 3; wsblk recover)"
+SUP=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).supervisorPid ?? "")' "$WSBLK_RUN_DIR/$ID.json")
+OLD=$(daemon_pid "$ID")
+[ -n "$SUP" ] || fail "no supervisor pid recorded"
+kill -9 "$SUP" "$OLD"
+wait_state "$ID" QUIESCED 30
+$WSBLK list
+$WSBLK recover "$ID" --no-supervise
+wait_state "$ID" LIVE 30
+echo "recovered by daemon $(daemon_pid "$ID")"
+step "wait for fio"
+wait $FIO && FIO_RC=0 || FIO_RC=$?
+cat /tmp/fio.out
+node -e '
+const j = JSON.parse(require("fs").readFileSync("/tmp/fio.json", "utf8"));
+const job = j.jobs[0];
+console.log(`fio: error=${job.error} write=${job.write.io_bytes} read(verify)=${job.read.io_bytes} write_iops=${job.write.iops.toFixed(0)}`);
+if (job.error !== 0 || job.read.io_bytes !== job.write.io_bytes || job.write.io_bytes === 0) process.exit(1);
+' || fail "fio verify failed"
+[ "$FIO_RC" = 0 ] || fail "fio exit code $FIO_RC"
+grep -c "reconnected\|resumed" "$WSBLK_RUN_DIR"/*.log /tmp/server.log || true
+step "disconnect"
+$WSBLK disconnect "$DEV"
+check no_ublk_devices
+echo "SCENARIO OK"
