@@ -64,6 +64,27 @@ std::string OpenMessage(uint32_t dev_id, int err) {
   }
 }
 
+// openCharDevice(devId) -> fd of /dev/ublkcN (O_RDWR | O_CLOEXEC). The open is exclusive per
+// device: every queue of the device dups this one fd; the caller closes it once they have.
+Napi::Value OpenCharDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "openCharDevice(devId)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint32_t dev_id = info[0].As<Napi::Number>().Uint32Value();
+  int fd;
+  do {
+    fd = open(CharDevPath(dev_id).c_str(), O_RDWR | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    int err = errno;
+    ThrowErrno(env, err, OpenMessage(dev_id, err), "open");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace
 
 void UblkQueue::Init(Napi::Env env, Napi::Object exports) {
@@ -73,21 +94,23 @@ void UblkQueue::Init(Napi::Env env, Napi::Object exports) {
        InstanceMethod<&UblkQueue::Commit>("commit"), InstanceMethod<&UblkQueue::Close>("close"),
        InstanceMethod<&UblkQueue::Ref>("ref"), InstanceMethod<&UblkQueue::Unref>("unref")});
   exports.Set("UblkQueue", cls);
+  exports.Set("openCharDevice", Napi::Function::New(env, OpenCharDevice, "openCharDevice"));
 }
 
 UblkQueue::UblkQueue(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<UblkQueue>(info), env_(info.Env()) {
   Napi::Env env = info.Env();
-  if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() ||
-      !info[3].IsNumber() || !info[4].IsFunction()) {
-    Napi::TypeError::New(env, "new UblkQueue(devId, queueId, depth, maxIoBytes, onBatch)")
+  if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() ||
+      !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsFunction()) {
+    Napi::TypeError::New(env, "new UblkQueue(charDevFd, devId, queueId, depth, maxIoBytes, onBatch)")
         .ThrowAsJavaScriptException();
     return;
   }
-  dev_id_ = info[0].As<Napi::Number>().Uint32Value();
-  q_id_ = info[1].As<Napi::Number>().Uint32Value();
-  depth_ = info[2].As<Napi::Number>().Uint32Value();
-  max_io_ = info[3].As<Napi::Number>().Uint32Value();
+  const int char_dev_fd = info[0].As<Napi::Number>().Int32Value();
+  dev_id_ = info[1].As<Napi::Number>().Uint32Value();
+  q_id_ = info[2].As<Napi::Number>().Uint32Value();
+  depth_ = info[3].As<Napi::Number>().Uint32Value();
+  max_io_ = info[4].As<Napi::Number>().Uint32Value();
   const long page = sysconf(_SC_PAGESIZE);
   if (depth_ < 1 || depth_ > kMaxQueueDepth || q_id_ >= kMaxNrQueues || max_io_ < 512 ||
       max_io_ % 512 != 0 || max_io_ > (1u << 30)) {
@@ -114,16 +137,14 @@ UblkQueue::UblkQueue(const Napi::CallbackInfo& info)
       },
       new size_t(buf_len));
 
-  int fd = -1;
-  do {
-    fd = open(CharDevPath(dev_id_).c_str(), O_RDWR | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) {
+  // Our own reference to the device's one open file, released by close().
+  cdev_fd_ = fcntl(char_dev_fd, F_DUPFD_CLOEXEC, 0);
+  if (cdev_fd_ < 0) {
     int err = errno;
-    ThrowErrno(env, err, OpenMessage(dev_id_, err), "open");
+    ThrowErrno(env, err, "cannot dup the fd of " + CharDevPath(dev_id_) + ": " + std::strerror(err),
+               "fcntl");
     return;
   }
-  cdev_fd_ = fd;
 
   iods_len_ = IodAreaLength(depth_, page);
   void* iods = mmap(nullptr, iods_len_, PROT_READ, MAP_SHARED | MAP_POPULATE, cdev_fd_,
@@ -172,7 +193,7 @@ UblkQueue::UblkQueue(const Napi::CallbackInfo& info)
   arrays_ = Napi::Persistent(Napi::Value(shared));
 
   tag_state_.assign(depth_, kIdle);
-  on_batch_ = Napi::Persistent(info[4].As<Napi::Function>());
+  on_batch_ = Napi::Persistent(info[5].As<Napi::Function>());
   async_ctx_ = std::make_unique<Napi::AsyncContext>(env, "wsblk:UblkQueue");
   open_ = true;
   // An open queue must not be collected: the kernel and the poll handle refer to it.

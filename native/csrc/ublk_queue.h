@@ -14,7 +14,8 @@ class UblkQueue : public Napi::ObjectWrap<UblkQueue> {
  public:
   static void Init(Napi::Env env, Napi::Object exports);
 
-  // new UblkQueue(devId, queueId, depth, maxIoBytes, onBatch(nRequests, nFaults))
+  // new UblkQueue(charDevFd, devId, queueId, depth, maxIoBytes, onBatch(nRequests, nFaults));
+  // charDevFd comes from openCharDevice(devId) and is dup'ed.
   explicit UblkQueue(const Napi::CallbackInfo& info);
   ~UblkQueue() override;
 

@@ -67,7 +67,9 @@ export interface RawBinding {
   probeControl(): { ok: true } | { ok: false; code: string; errno: number; message: string };
   kernelRelease(): string;
   CTRL_CMD: Record<ControlCommandName, number>;
+  openCharDevice(devId: number): number;
   UblkQueue: new (
+    charDevFd: number,
     devId: number,
     queueId: number,
     depth: number,

@@ -1,6 +1,7 @@
 // One ublk queue, served from this (the JS main) thread: requests arrive in batches from the
 // libuv poll callback, completions go back in batches with one syscall. See csrc/ublk_queue.cc
 // for why the JS thread drives the ring.
+import { closeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -75,20 +76,78 @@ export interface UblkQueueHandlers {
   onFault?(fault: UblkQueueFault, queue: UblkQueue): void;
 }
 
-export interface UblkQueueOptions extends UblkQueueHandlers {
-  devId: number;
-  queueId: number;
-  /** The device's negotiated queueDepth. */
-  depth: number;
-  /** The device's negotiated maxIoBytes: each tag's buffer size. */
+/**
+ * When complete() calls are submitted to the kernel (always many per syscall):
+ * - 'microtask' (default): at the end of the current macrotask: every completion made while
+ *   handling one event (e.g. one socket read carrying many replies) goes in one syscall.
+ * - 'immediate': in the loop's check phase, after every I/O callback of this loop iteration
+ *   (bigger batches when completions come from many callbacks, e.g. fs on the thread pool).
+ * - 'manual': only commit() submits.
+ */
+export type UblkCommitMode = 'microtask' | 'immediate' | 'manual';
+
+/** Geometry of the device whose queues are opened: a UblkDeviceInfo fits. */
+export interface UblkQueueGeometry {
+  id: number;
+  nrQueues: number;
+  /** The negotiated depth (tags per queue). */
+  queueDepth: number;
+  /** The negotiated maxIoBytes: each tag's buffer size. */
   maxIoBytes: number;
-  /** How long to retry opening /dev/ublkcN while it is busy (another daemon releasing it). */
+}
+
+export interface OpenQueuesOptions {
+  device: UblkQueueGeometry;
+  /** Handlers for queue q. */
+  handlers(queueId: number): UblkQueueHandlers;
+  /** How long to retry opening /dev/ublkcN while it is busy (a previous daemon releasing it). */
   openTimeoutMs?: number;
-  /**
-   * 'microtask' (default): complete() stages, and the staged completions are committed together
-   * at the end of the current macrotask. 'manual': only commit() submits.
-   */
-  commitMode?: 'microtask' | 'manual';
+  /** When staged completions are submitted; see UblkCommitMode. */
+  commitMode?: UblkCommitMode;
+}
+
+/**
+ * Opens every queue of a device: /dev/ublkcN once (its open is exclusive per device; EBUSY is
+ * retried), then per queue the descriptor mapping, an io_uring and the tag buffers, and FETCHes
+ * every tag. The device must exist (after ADD_DEV, or START_USER_RECOVERY when recovering).
+ * Requests can arrive as soon as this resolves. On failure, queues already opened are closed.
+ */
+export async function openQueues(opts: OpenQueuesOptions): Promise<UblkQueue[]> {
+  const d = opts.device;
+  if (!Number.isInteger(d.queueDepth) || d.queueDepth < 1 || d.queueDepth > UBLK_MAX_QUEUE_DEPTH) {
+    throw new RangeError(`depth must be 1..${UBLK_MAX_QUEUE_DEPTH}, got ${d.queueDepth}`);
+  }
+  if (!Number.isInteger(d.nrQueues) || d.nrQueues < 1) throw new RangeError(`bad nrQueues ${d.nrQueues}`);
+  const fd = await openCharDevice(d.id, opts.openTimeoutMs ?? 5000);
+  const queues: UblkQueue[] = [];
+  try {
+    for (let q = 0; q < d.nrQueues; q++) {
+      queues.push(new UblkQueue(fd, d, q, opts.handlers(q), opts.commitMode ?? 'microtask'));
+    }
+    for (const q of queues) q.fetchAll();
+    return queues;
+  } catch (e) {
+    for (const q of queues) q.close();
+    throw e;
+  } finally {
+    closeSync(fd); // every queue holds its own dup
+  }
+}
+
+async function openCharDevice(id: number, timeoutMs: number): Promise<number> {
+  const busyDeadline = Date.now() + timeoutMs;
+  const missingDeadline = Date.now() + Math.min(timeoutMs, 2000);
+  for (;;) {
+    try {
+      return binding.openCharDevice(id);
+    } catch (e) {
+      // EBUSY: the previous daemon's file is not released yet; ENOENT: the node is not there yet.
+      const retry = (isUblkSystemError(e, 'EBUSY') && Date.now() < busyDeadline) ||
+        (isUblkSystemError(e, 'ENOENT') && Date.now() < missingDeadline);
+      if (!retry) throw e;
+    }
+    await sleep(20);
+  }
 }
 
 const TAG_IN_KERNEL = 0;
@@ -112,7 +171,7 @@ export class UblkQueue {
   private readonly tagViews: Buffer[];
   private readonly tagState: Uint8Array;
   private readonly commits: Int32Array;
-  private readonly microtaskCommit: boolean;
+  private readonly commitMode: UblkCommitMode;
   private staged = 0;
   private commitScheduled = false;
   private aborted = 0;
@@ -124,53 +183,31 @@ export class UblkQueue {
     if (!this.isClosed) this.commit();
   };
 
-  /**
-   * Opens /dev/ublkcN (retrying EBUSY), maps the queue's descriptors, sets up its io_uring and
-   * buffers, and FETCHes every tag. The device must exist (ADD_DEV, or START_USER_RECOVERY when
-   * recovering). Requests can arrive as soon as this resolves.
-   */
-  static async open(opts: UblkQueueOptions): Promise<UblkQueue> {
-    if (!Number.isInteger(opts.depth) || opts.depth < 1 || opts.depth > UBLK_MAX_QUEUE_DEPTH) {
-      throw new RangeError(`depth must be 1..${UBLK_MAX_QUEUE_DEPTH}, got ${opts.depth}`);
+  /** @internal Use openQueues(). */
+  constructor(charDevFd: number, device: UblkQueueGeometry, queueId: number,
+    handlers: UblkQueueHandlers, commitMode: UblkCommitMode) {
+    this.raw = new binding.UblkQueue(charDevFd, device.id, queueId, device.queueDepth, device.maxIoBytes,
+      (n, f) => this.deliver(n, f));
+    this.devId = device.id;
+    this.queueId = queueId;
+    this.depth = device.queueDepth;
+    this.maxIoBytes = device.maxIoBytes;
+    this.handlers = handlers;
+    this.commitMode = commitMode;
+    this.buffer = Buffer.from(this.raw.buffer);
+    this.requestWords = this.raw.requests;
+    this.batch = new UblkRequestBatch(this.raw.requests);
+    this.commits = this.raw.commits;
+    this.tagState = new Uint8Array(this.depth);
+    this.tagViews = [];
+    for (let t = 0; t < this.depth; t++) {
+      this.tagViews.push(this.buffer.subarray(t * this.maxIoBytes, (t + 1) * this.maxIoBytes));
     }
-    const busyDeadline = Date.now() + (opts.openTimeoutMs ?? 5000);
-    const missingDeadline = Date.now() + Math.min(opts.openTimeoutMs ?? 5000, 2000);
-    let queue: UblkQueue | undefined;
-    const onBatch = (n: number, f: number): void => queue?.deliver(n, f);
-    for (;;) {
-      try {
-        const raw = new binding.UblkQueue(opts.devId, opts.queueId, opts.depth, opts.maxIoBytes, onBatch);
-        queue = new UblkQueue(raw, opts);
-        break;
-      } catch (e) {
-        // EBUSY: the previous daemon's fd is not released yet; ENOENT: the node is not created yet.
-        const retry = (isUblkSystemError(e, 'EBUSY') && Date.now() < busyDeadline) ||
-          (isUblkSystemError(e, 'ENOENT') && Date.now() < missingDeadline);
-        if (!retry) throw e;
-      }
-      await sleep(20);
-    }
-    queue.raw.fetchAll();
-    return queue;
   }
 
-  private constructor(raw: RawQueue, opts: UblkQueueOptions) {
-    this.raw = raw;
-    this.devId = opts.devId;
-    this.queueId = opts.queueId;
-    this.depth = opts.depth;
-    this.maxIoBytes = opts.maxIoBytes;
-    this.handlers = opts;
-    this.microtaskCommit = (opts.commitMode ?? 'microtask') === 'microtask';
-    this.buffer = Buffer.from(raw.buffer);
-    this.requestWords = raw.requests;
-    this.batch = new UblkRequestBatch(raw.requests);
-    this.commits = raw.commits;
-    this.tagState = new Uint8Array(opts.depth);
-    this.tagViews = [];
-    for (let t = 0; t < opts.depth; t++) {
-      this.tagViews.push(this.buffer.subarray(t * opts.maxIoBytes, (t + 1) * opts.maxIoBytes));
-    }
+  /** @internal FETCH_REQ on every tag (openQueues does it). */
+  fetchAll(): void {
+    this.raw.fetchAll();
   }
 
   /** The buffer of one tag (maxIoBytes long): write data arrives here, read data goes here. */
@@ -193,9 +230,10 @@ export class UblkQueue {
     this.commits[this.staged * 2] = tag;
     this.commits[this.staged * 2 + 1] = result;
     this.staged++;
-    if (this.microtaskCommit && !this.commitScheduled) {
+    if (!this.commitScheduled && this.commitMode !== 'manual') {
       this.commitScheduled = true;
-      queueMicrotask(this.flushStaged);
+      if (this.commitMode === 'microtask') queueMicrotask(this.flushStaged);
+      else setImmediate(this.flushStaged);
     }
   }
 

@@ -5,7 +5,7 @@ import {
   endUserRecovery, getDeviceInfo, startUserRecovery, waitForDeviceState, type UblkDeviceInfo,
 } from './ublk-control.js';
 import { systemError } from './errors.js';
-import { UblkQueue, type UblkQueueHandlers } from './ublk-queue.js';
+import { openQueues, type UblkCommitMode, type UblkQueue, type UblkQueueHandlers } from './ublk-queue.js';
 
 export interface RecoverDeviceOptions {
   /** Handlers for queue q. Requests (queued and, with reissue, re-sent) arrive after END. */
@@ -25,7 +25,7 @@ export interface RecoverDeviceOptions {
   pid?: number;
   /** Per-queue options. */
   openTimeoutMs?: number;
-  commitMode?: 'microtask' | 'manual';
+  commitMode?: UblkCommitMode;
 }
 
 export interface RecoveredDevice {
@@ -51,19 +51,13 @@ export async function recoverDevice(id: number, opts: RecoverDeviceOptions): Pro
   }
   await startUserRecovery(id, { timeoutMs: opts.startTimeoutMs });
   const info = await getDeviceInfo(id);
-  const queues: UblkQueue[] = [];
+  const queues = await openQueues({
+    device: info,
+    handlers: opts.handlers,
+    openTimeoutMs: opts.openTimeoutMs,
+    commitMode: opts.commitMode,
+  });
   try {
-    for (let q = 0; q < info.nrQueues; q++) {
-      queues.push(await UblkQueue.open({
-        ...opts.handlers(q),
-        devId: id,
-        queueId: q,
-        depth: info.queueDepth,
-        maxIoBytes: info.maxIoBytes,
-        openTimeoutMs: opts.openTimeoutMs,
-        commitMode: opts.commitMode,
-      }));
-    }
     await opts.beforeEnd?.(info, queues);
     await endUserRecovery(id, { pid: opts.pid, timeoutMs: opts.endTimeoutMs });
     const live = await waitForDeviceState(id, 'live', { timeoutMs: opts.liveTimeoutMs ?? 10_000 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 
 import {
-  UblkQueue, addDevice, getDeviceInfo, getFeatures, isUblkSystemError, setParams, ublkAvailable,
+  addDevice, openQueues, getDeviceInfo, getFeatures, isUblkSystemError, setParams, ublkAvailable,
   blockDevicePath, charDevicePath,
 } from '@wsblk/native';
 
@@ -28,7 +28,8 @@ test('a control command rejects with ENOENT and the not-loaded message', noUblk,
 
 test('opening a queue of a missing device says /dev/ublkcN does not exist', noUblk, async () => {
   await assert.rejects(
-    UblkQueue.open({ devId: 7, queueId: 0, depth: 4, maxIoBytes: 4096, openTimeoutMs: 0, onRequests() {} }),
+    openQueues({ device: { id: 7, nrQueues: 1, queueDepth: 4, maxIoBytes: 4096 }, openTimeoutMs: 0,
+      handlers: () => ({ onRequests() {} }) }),
     (e: unknown) => {
       assert.ok(isUblkSystemError(e, 'ENOENT'));
       assert.match(e.message, /^\/dev\/ublkc7 does not exist/);
@@ -41,7 +42,8 @@ test('bad geometry is refused before the kernel is asked', async () => {
   await assert.rejects(addDevice({ queues: 1, depth: 8, maxIoBytes: 1000, features: -1 }), RangeError);
   await assert.rejects(setParams(0, { sizeBytes: 1000, maxSectors: 8 }), RangeError);
   await assert.rejects(setParams(0, { sizeBytes: 4096, logicalBlockSize: 4096, physicalBlockSize: 512, maxSectors: 8 }), RangeError);
-  await assert.rejects(UblkQueue.open({ devId: 0, queueId: 0, depth: 5000, maxIoBytes: 4096, onRequests() {} }), RangeError);
+  await assert.rejects(openQueues({ device: { id: 0, nrQueues: 1, queueDepth: 5000, maxIoBytes: 4096 },
+    handlers: () => ({ onRequests() {} }) }), RangeError);
 });
 
 test('device paths', () => {
