@@ -18,12 +18,7 @@ for round in 1 2; do
   OLD=$(daemon_pid "$ID")
   step "kill -9 daemon $OLD (round $round; the supervisor recovers)"
   kill -9 "$OLD"
-  for _ in $(seq 1 300); do
-    NEW=$(daemon_pid "$ID")
-    [ -n "$NEW" ] && [ "$NEW" != "$OLD" ] && [ "$(device_state "$ID")" = LIVE ] && break
-    sleep 0.2
-  done
-  [ "$(device_state "$ID")" = LIVE ] && [ "$NEW" != "$OLD" ] || fail "supervisor did not recover (state $(device_state "$ID"), pid $NEW)"
+  NEW=$(wait_state "$ID" live 120 "$OLD")
   echo "recovered by daemon $NEW"
   kill -0 $FIO || fail "fio ended early: $(tail -5 /tmp/fio.out)"
 done
@@ -32,10 +27,10 @@ SUP=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1]
 OLD=$(daemon_pid "$ID")
 [ -n "$SUP" ] || fail "no supervisor pid recorded"
 kill -9 "$SUP" "$OLD"
-wait_state "$ID" QUIESCED 30
+wait_state "$ID" quiesced 30 >/dev/null
 $WSBLK list
 $WSBLK recover "$ID" --no-supervise
-wait_state "$ID" LIVE 30
+wait_state "$ID" live 30 >/dev/null
 echo "recovered by daemon $(daemon_pid "$ID")"
 step "wait for fio"
 wait $FIO && FIO_RC=0 || FIO_RC=$?

@@ -37,20 +37,12 @@ start_server() { # [export spec...]
 
 kill_server() { kill -9 "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
 
-# The pid serving the queues of ublk device id $1, from `wsblk list --json`.
-daemon_pid() {
-  $WSBLK list --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const l=JSON.parse(s).find(e=>e.id===process.argv[1]);console.log(l?l.pid:"")})' "$1"
-}
-device_state() {
-  $WSBLK list --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const l=JSON.parse(s).find(e=>e.id===process.argv[1]);console.log(l?l.state:"")})' "$1"
-}
-wait_state() { # id state timeout_s
-  for _ in $(seq 1 $(( $3 * 5 ))); do
-    [ "$(device_state "$1")" = "$2" ] && return 0
-    sleep 0.2
-  done
-  fail "device $1 did not reach $2 (now: $(device_state "$1"))"
-}
+DEVCTL="node $REPO/test/vm/scenarios/devctl.mjs"
+# The pid serving the queues of ublk device $1 (ublkN), as the kernel knows it.
+daemon_pid() { $DEVCTL pid "$1"; }
+# Waits until device $1 is in kernel state $2 (live, quiesced) within $3 s; with $4, served by
+# another pid than $4. Prints the pid.
+wait_state() { $DEVCTL wait "$1" "$2" "${4:-}" "$3" || fail "device $1 did not reach $2"; }
 
 no_ublk_devices() {
   local left
