@@ -47,7 +47,13 @@ mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
 [ -e $r/dev/stdin ] || ln -s /proc/self/fd/0 $r/dev/stdin
 [ -e $r/dev/stdout ] || ln -s /proc/self/fd/1 $r/dev/stdout
 [ -e $r/dev/stderr ] || ln -s /proc/self/fd/2 $r/dev/stderr
+if [ -n "${VM_TMP_KEEP:-}" ]; then
+  mkdir -p /keep && mount -o bind "$r$VM_TMP_KEEP" /keep || fail "cannot keep $VM_TMP_KEEP"
+fi
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp || fail "mount /tmp"
+if [ -n "${VM_TMP_KEEP:-}" ]; then
+  mkdir -p "$r$VM_TMP_KEEP" && mount -o bind /keep "$r$VM_TMP_KEEP" || fail "cannot bind $VM_TMP_KEEP back"
+fi
 mount -t tmpfs -o mode=755 tmpfs $r/run || fail "mount /run"
 [ -d $r/var/tmp ] && mount -t tmpfs -o mode=1777 tmpfs $r/var/tmp
 [ -d $r/sys/kernel/debug ] && mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null

@@ -130,6 +130,10 @@ q() { printf '%q' "$1"; }
 {
   echo "VM_OUT='$scratch'"
   echo "VM_ROOT_CACHE='${WSBLK_VM_ROOT_CACHE:-loose}'"
+  # A checkout under /tmp (CI may clone there) would be hidden by the guest's fresh /tmp:
+  # the guest binds it back at the same path (read-only, like the rest of the host root).
+  top=$(git -C "$PWD" rev-parse --show-toplevel 2>/dev/null || echo "$PWD")
+  case $top in /tmp/*) echo "VM_TMP_KEEP='$top'" ;; esac
 } >"$v/config"
 gpath=$PATH
 for d in /usr/local/sbin /usr/sbin /sbin; do case ":$gpath:" in *":$d:"*) ;; *) gpath=$gpath:$d ;; esac; done
