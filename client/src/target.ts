@@ -1,17 +1,10 @@
 // The narrow interface between frontends (NBD, ublk) and whatever stores the blocks.
 // A frontend never knows whether a single server, a replica set or a test double answers.
-import type { Op } from '@wsblk/shared';
+import type { ExportCaps, Op } from '@wsblk/shared';
 
 /** What the remote export offers, as the server's welcome told it. */
-export interface DiskInfo {
+export interface DiskInfo extends ExportCaps {
   exportName: string;
-  size: number;
-  blockSize: number;
-  readOnly: boolean;
-  flush: boolean;
-  fua: boolean;
-  discard: boolean;
-  writeZeroes: boolean;
   /** Largest READ/WRITE one request may carry; frontends split larger ones. */
   maxPayload: number;
 }

@@ -16,6 +16,7 @@ import { ProtocolError } from './errors.js';
 import type { BlockReply, BlockRequest, Hello, Message, Welcome } from './messages.js';
 
 const PREFIX = 8;
+const EMPTY = Buffer.alloc(0);
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
@@ -42,26 +43,24 @@ export function maybeCompress(data: Buffer): Buffer | null {
   return c.length <= data.length - (data.length >>> LZ4_MIN_SAVING_SHIFT) ? c : null;
 }
 
+/** Appends a payload (lz4 when it pays) to the parts; returns [payloadFlags, wireLength]. */
+function addPayload(parts: Buffer[], data: Buffer | undefined, lz4: boolean): [number, number] {
+  if (!data) return [0, 0];
+  const c = lz4 ? maybeCompress(data) : null;
+  parts.push(c ?? data);
+  return c ? [PAYLOAD_LZ4, c.length] : [0, data.length];
+}
+
 /**
  * Encodes a batch of requests. Returns the parts of one message: the prefixed header first,
  * then the payloads as they are (no copy). The sender may concatenate or fragment them.
  */
 export function encodeRequests(requests: readonly BlockRequest[], lz4: boolean): Buffer[] {
-  const parts: Buffer[] = [Buffer.alloc(0)];
+  const parts: Buffer[] = [EMPTY];
   const records: number[][] = new Array(requests.length);
   for (let i = 0; i < requests.length; i++) {
     const r = requests[i]!;
-    let pflags = 0;
-    let wire = 0;
-    if (r.payload) {
-      let body: Buffer = r.payload;
-      if (lz4) {
-        const c = maybeCompress(body);
-        if (c) { body = c; pflags = PAYLOAD_LZ4; }
-      }
-      wire = body.length;
-      parts.push(body);
-    }
+    const [pflags, wire] = addPayload(parts, r.payload, lz4);
     records[i] = [r.seq, r.op, r.flags, r.offset, r.length, pflags, wire];
   }
   parts[0] = prefixed(Kind.Requests, packr.pack(records));
@@ -70,21 +69,11 @@ export function encodeRequests(requests: readonly BlockRequest[], lz4: boolean):
 
 /** Encodes a batch of replies; same layout as encodeRequests. */
 export function encodeReplies(replies: readonly BlockReply[], lz4: boolean): Buffer[] {
-  const parts: Buffer[] = [Buffer.alloc(0)];
+  const parts: Buffer[] = [EMPTY];
   const records: number[][] = new Array(replies.length);
   for (let i = 0; i < replies.length; i++) {
     const r = replies[i]!;
-    let pflags = 0;
-    let wire = 0;
-    if (r.data) {
-      let body: Buffer = r.data;
-      if (lz4) {
-        const c = maybeCompress(body);
-        if (c) { body = c; pflags = PAYLOAD_LZ4; }
-      }
-      wire = body.length;
-      parts.push(body);
-    }
+    const [pflags, wire] = addPayload(parts, r.data, lz4);
     records[i] = [r.seq, r.status, pflags, wire];
   }
   parts[0] = prefixed(Kind.Replies, packr.pack(records));

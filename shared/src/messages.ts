@@ -13,10 +13,8 @@ export interface Hello {
   maxPayload: number;
 }
 
-/** Server -> client, answer to a hello. After it, batches flow both ways. */
-export interface Welcome {
-  version: number;
-  exportName: string;
+/** What an export offers: its geometry, and which operations mean something on it. */
+export interface ExportCaps {
   size: number;
   blockSize: number;
   readOnly: boolean;
@@ -24,6 +22,12 @@ export interface Welcome {
   fua: boolean;
   discard: boolean;
   writeZeroes: boolean;
+}
+
+/** Server -> client, answer to a hello. After it, batches flow both ways. */
+export interface Welcome extends ExportCaps {
+  version: number;
+  exportName: string;
   /** Negotiated: the smaller of both sides' limits. */
   maxPayload: number;
   sessionId: string;

@@ -1,17 +1,10 @@
 // Where an export's blocks live. Backends hold data; filters (delay, error) wrap a Backend and
 // return one, in the manner of nbdkit's plugins and filters. Offsets and lengths are checked
 // against size by the session before a backend sees them.
+import type { ExportCaps } from '@wsblk/shared';
 
-export interface BackendInfo {
-  size: number;
-  blockSize: number;
-  readOnly: boolean;
-  /** FLUSH/FUA mean something (data can be volatile). */
-  flush: boolean;
-  fua: boolean;
-  discard: boolean;
-  writeZeroes: boolean;
-}
+/** FLUSH/FUA mean something when data can be volatile; a read-only backend offers no writes. */
+export type BackendInfo = ExportCaps;
 
 export interface Backend {
   readonly info: BackendInfo;
