@@ -117,7 +117,10 @@ case ${cmd[$i]} in
       real=$(readlink -f -- "${cmd[$i]}")
       case $real in
         /tmp/*|/run/*|/var/tmp/*|/dev/shm/*)
-          case $real in "$scratch"/*) ;; *)
+          # Inside the scratch dir, or inside a checkout under /tmp that the guest keeps
+          # (see VM_TMP_KEEP below): visible as it is, with the files beside it.
+          keep=$(git -C "$PWD" rev-parse --show-toplevel 2>/dev/null || echo "$PWD")
+          case $real in "$scratch"/*|"$keep"/*) ;; *)
             cp -p -- "$real" "$v/script" || exit 125
             cmd[$i]=$v/script ;;
           esac ;;
