@@ -14,7 +14,7 @@ const data = resolve(process.env.WSBLK_DATA_DIR ?? join(root, 'data'));
 const port = Number(process.env.WSBLK_PORT ?? 7690);
 const exportName = 'disk0';
 mkdirSync(data, { recursive: true });
-process.env.WSBLK_RUN_DIR ??= join(data, 'run');
+process.env.WSBLK_RUN_DIR ||= join(data, 'run');
 
 const say = (m) => process.stdout.write(m + '\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -66,7 +66,7 @@ if (ublk) {
   say(`  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' '${device}'`);
   say(`  fio --name=t --ioengine=nbd --uri='${device}' --rw=randrw --bs=4k --iodepth=32 --size=256M --verify=crc32c`);
 }
-say(`  node ${wsblk} list          (run dir: ${process.env.WSBLK_RUN_DIR})`);
+say(`  WSBLK_RUN_DIR=${process.env.WSBLK_RUN_DIR} node ${wsblk} list`);
 say('');
 say('Press Ctrl-C to disconnect and stop the server.');
 
