@@ -1,0 +1,369 @@
+#!/usr/bin/env node
+// `npm run bench`: the same fio jobs (nbd engine), interleaved, against wsblk (NBD -> ws -> server),
+// nbdkit memory (one hop) and nbdkit nbd -> nbdkit memory (two hops); RSS of our processes;
+// the goals of issue 4 as ratios from this one run. See bench/README.md.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { installCleanup, stopAll, stopProc } from './lib/procs.mjs';
+import { JOBS, prefill, runFio, runJob } from './lib/fio.mjs';
+import { TARGETS, startTarget, startWsblkDaemon, startWsblkServer } from './lib/targets.mjs';
+import { memoryOf, sampleRss } from './lib/rss.mjs';
+import { checkGoals, formatReport, medianOf, ratios } from './lib/report.mjs';
+import { runProfile } from './lib/profile-run.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS = join(ROOT, 'bench', 'results');
+
+const HELP = `Usage: node bench/run.mjs [options]      (npm run bench -- [options] builds first)
+
+Runs the same fio jobs (ioengine=nbd), interleaved, against:
+  ours     wsblk serve (memory export) <- ws <- wsblk connect --nbd   (2 hops)
+  nbdkit1  nbdkit memory                                             (1 hop)
+  nbdkit2  nbdkit nbd -> nbdkit memory                               (2 hops)
+then measures the RSS of our daemon and server (also at iodepth 128, and with 8 devices on one
+server), prints a table with ratios ours/peer, checks the goals of issue 4 (PASS/FAIL) and writes
+everything to bench/results/<timestamp>.json.
+
+Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BENCH_RUNTIME=10):
+  --runtime S        measured seconds per fio run (default 5)
+  --ramp S           warm-up seconds per fio run, not counted (default 1)
+  --rounds N         interleaved rounds; the table shows the median per target (default 2)
+  --jobs a,b         jobs to run (default all): ${JOBS.map((j) => j.name).join(', ')}
+  --targets a,b      targets to run (default all): ${Object.keys(TARGETS).join(', ')}
+  --quick            --runtime 2 --ramp 1 --rounds 1 (a smoke run)
+  --compress ALGO    lz4 | none, passed to our \`wsblk connect\` (default none). fio's buffers are
+                     random, so lz4 finds nothing to compress: this measures its cost only
+  --size SIZE        disk size of every target (default 1G)
+  --region SIZE      the part of the disk the jobs touch, prefilled on every target (default 256M)
+  --nbdkit2-tcp      nbdkit 2 hops: the hop between the two nbdkits over loopback TCP (as our
+                     WebSocket hop is) instead of a Unix socket (default)
+  --no-rss           skip the iodepth-128 and the 8-device memory scenarios
+  --json-only        print only the results JSON on stdout (progress still goes to stderr)
+  --profile          instead of the benchmark: run our server and daemon under
+                     node --cpu-prof during one job (default randread4k-qd32, or the first of
+                     --jobs) and print the top 15 self-time functions of each profile
+  --vm               ublk vs kernel nbd inside the qemu VM harness: not implemented yet
+  -h, --help         this text
+
+Exit status: 0 when the benchmark ran (even if goals FAIL: it is a measurement), 1 when a run
+failed or a tool is missing, 2 on a bad command line.`;
+
+const OPTIONS = {
+  runtime: { type: 'string' }, ramp: { type: 'string' }, rounds: { type: 'string' },
+  jobs: { type: 'string' }, targets: { type: 'string' }, quick: { type: 'boolean' },
+  compress: { type: 'string' }, size: { type: 'string' }, region: { type: 'string' },
+  'no-rss': { type: 'boolean' }, 'nbdkit2-tcp': { type: 'boolean' }, 'json-only': { type: 'boolean' }, profile: { type: 'boolean' },
+  vm: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+};
+
+class UsageError extends Error {}
+
+function parseOptions(argv) {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw new UsageError(e.message);
+  }
+  // An environment variable stands in for an option not given on the command line.
+  for (const [name, spec] of Object.entries(OPTIONS)) {
+    const env = process.env[`WSBLK_BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
+    if (values[name] !== undefined || env === undefined || env === '') continue;
+    values[name] = spec.type === 'boolean' ? !/^(0|false|no)$/i.test(env) : env;
+  }
+  const num = (name, def, { min = 0, int = false } = {}) => {
+    if (values[name] === undefined) return def;
+    const n = Number(values[name]);
+    if (!Number.isFinite(n) || n < min || (int && !Number.isInteger(n))) throw new UsageError(`--${name} '${values[name]}' is not a ${int ? 'whole ' : ''}number >= ${min}`);
+    return n;
+  };
+  const quick = !!values.quick;
+  const list = (name, all) => {
+    if (!values[name]) return all;
+    const want = values[name].split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = want.filter((w) => !all.includes(w));
+    if (bad.length || !want.length) throw new UsageError(`--${name}: unknown ${bad.join(', ') || '(empty)'}; choose from ${all.join(', ')}`);
+    return all.filter((a) => want.includes(a));
+  };
+  const size = (name, def) => {
+    const v = values[name] ?? def;
+    if (!/^\d+[KMGT]?$/i.test(v)) throw new UsageError(`--${name} '${v}' is not a size like 256M or 1G`);
+    return v.toUpperCase();
+  };
+  const compress = values.compress ?? 'none';
+  if (!['lz4', 'none'].includes(compress)) throw new UsageError(`--compress must be lz4 or none, not '${compress}'`);
+  const opts = {
+    runtime: num('runtime', quick ? 2 : 5, { min: 1 }),
+    ramp: num('ramp', 1),
+    rounds: num('rounds', quick ? 1 : 2, { min: 1, int: true }),
+    jobs: list('jobs', JOBS.map((j) => j.name)),
+    targets: list('targets', Object.keys(TARGETS)),
+    quick, compress,
+    size: size('size', '1G'),
+    region: size('region', '256M'),
+    rss: !values['no-rss'],
+    nbdkit2Tcp: !!values['nbdkit2-tcp'],
+    jsonOnly: !!values['json-only'],
+    profile: !!values.profile,
+    vm: !!values.vm,
+    help: !!values.help,
+  };
+  if (toBytes(opts.region) > toBytes(opts.size)) throw new UsageError(`--region ${opts.region} is larger than --size ${opts.size}`);
+  return opts;
+}
+
+export function toBytes(size) {
+  const m = /^(\d+)([KMGT]?)$/i.exec(size);
+  return Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
+}
+
+const t0 = Date.now();
+const log = (msg) => process.stderr.write(`bench: [${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
+
+function versionOf(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0];
+  } catch {
+    return null;
+  }
+}
+
+function machineInfo() {
+  const git = (args) => {
+    try {
+      return execFileSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return null;
+    }
+  };
+  return {
+    cores: cpus().length,
+    cpuModel: cpus()[0]?.model ?? null,
+    memTotalMiB: Math.round(totalmem() / 1048576),
+    loadavgAtStart: loadavg(),
+    kernel: versionOf('uname', ['-r']),
+    node: process.version,
+    fio: versionOf('fio', ['--version']),
+    nbdkit: versionOf('nbdkit', ['--version']),
+    gitHead: git(['rev-parse', 'HEAD']),
+    gitDirty: git(['status', '--porcelain', '--untracked-files=no']) ? true : false,
+  };
+}
+
+function checkPrerequisites() {
+  const missing = [];
+  if (!versionOf('fio', ['--version'])) missing.push('fio (with the nbd engine: Debian package fio)');
+  if (!versionOf('nbdkit', ['--version'])) missing.push('nbdkit (Debian packages nbdkit, with the memory and nbd plugins)');
+  if (!existsSync(join(ROOT, 'client', 'dist', 'cli', 'main.js'))) missing.push('a build of wsblk (run `npx tsc -b` or `npm run bench`)');
+  if (missing.length) throw new Error(`cannot run: missing ${missing.join('; ')}`);
+}
+
+/** The interleaved rounds: for each job, each target in turn (order rotated per round). */
+async function measure(opts, dir, targets) {
+  const jobs = JOBS.filter((j) => opts.jobs.includes(j.name));
+  const results = {};
+  for (const job of jobs) results[job.name] = { ...job, runs: Object.fromEntries(opts.targets.map((t) => [t, []])) };
+  const total = opts.rounds * jobs.length * opts.targets.length;
+  let n = 0;
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = opts.targets.map((_, i) => opts.targets[(i + round) % opts.targets.length]);
+    for (const job of jobs) {
+      for (const key of order) {
+        n++;
+        const t = targets[key];
+        const label = `[${n}/${total}] round ${round + 1} ${job.name} on ${key}`;
+        try {
+          const r = await runJob({ dir, job, uri: t.uri, runtime: opts.runtime, ramp: opts.ramp, region: opts.region, tag: `${job.name}-${key}-${round}` });
+          results[job.name].runs[key].push({ round, ...r });
+          log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us`);
+        } catch (e) {
+          results[job.name].runs[key].push({ round, error: e.message });
+          log(`${label}: FAILED: ${e.message}`);
+          const dead = Object.values(t.procs).find((p) => p.done);
+          if (dead) throw new Error(`${dead.name} of target ${key} exited during ${job.name}:\n${dead.output().trim().split('\n').slice(-8).join('\n')}`);
+        }
+      }
+    }
+  }
+  for (const j of Object.values(results)) {
+    j.median = Object.fromEntries(Object.entries(j.runs).map(([k, runs]) => [k, medianOf(runs)]));
+    j.ratios = ratios(j, j.median);
+  }
+  return results;
+}
+
+/** iodepth 128 on our device (4k, then 1M, randrw): peak RSS of the daemon and the server. */
+async function depth128(opts, dir, ours) {
+  const pids = [ours.pids.daemon, ours.pids.server];
+  const errors = [];
+  const phases = {};
+  for (const bs of ['4k', '1M']) {
+    log(`depth 128: ${bs} randrw on ours for ${opts.runtime} s`);
+    const sampler = sampleRss(pids);
+    try {
+      await runFio({
+        dir, tag: `depth128-${bs}`, timeoutMs: (opts.runtime + 60) * 1000,
+        common: { ioengine: 'nbd', size: opts.region, time_based: true, runtime: String(opts.runtime), norandommap: true },
+        sections: [{ name: `randrw${bs}-qd128`, uri: ours.uri, rw: 'randrw', bs, iodepth: 128 }],
+      });
+    } catch (e) {
+      errors.push(`${bs}: ${e.message}`);
+      log(`depth 128 ${bs} FAILED: ${e.message}`);
+    }
+    const peak = sampler.stop();
+    phases[bs] = { daemonPeakRssMiB: peak[ours.pids.daemon], serverPeakRssMiB: peak[ours.pids.server] };
+  }
+  const phaseList = Object.values(phases);
+  return {
+    load: '4k then 1M randrw, iodepth 128, one fio job each',
+    daemonPeakRssMiB: Math.max(...phaseList.map((p) => p.daemonPeakRssMiB)),
+    serverPeakRssMiB: Math.max(...phaseList.map((p) => p.serverPeakRssMiB)),
+    phases,
+    daemonHwmMiB: memoryOf(ours.pids.daemon)?.hwmMiB ?? null, serverHwmMiB: memoryOf(ours.pids.server)?.hwmMiB ?? null,
+    errors,
+  };
+}
+
+/** One server, 8 memory exports, 8 daemons, light load on all: server and daemon RSS. */
+async function eightDevices(opts, dir) {
+  const devices = 8;
+  const perDevice = '8M';
+  const sub = join(dir, 'eight');
+  mkdirSync(join(sub, 'run'), { recursive: true });
+  log(`8 devices: starting a server with ${devices} memory exports and ${devices} daemons`);
+  const server = await startWsblkServer({ dir: sub, exports: Array.from({ length: devices }, (_, i) => `d${i}=memory:${opts.size}`), name: 'wsblk-serve-8' });
+  const daemons = [];
+  try {
+    daemons.push(...await Promise.all(Array.from({ length: devices }, (_, i) => startWsblkDaemon({
+      dir: sub, url: `ws://127.0.0.1:${server.port}/d${i}`, sock: join(sub, `d${i}.sock`), compress: opts.compress, name: `wsblk-daemon-d${i}`,
+    }))));
+    const pids = [server.proc.pid, ...daemons.map((d) => d.proc.pid)];
+    const idle = memoryOf(server.proc.pid);
+    const sampler = sampleRss(pids);
+    const load = `4k randrw iodepth 4 on each of ${devices} devices over ${perDevice} each, ${opts.runtime} s`;
+    log(`8 devices: ${load}`);
+    let error = null;
+    let perDeviceIops = null;
+    try {
+      const { json } = await runFio({
+        dir: sub, tag: 'eight', timeoutMs: (opts.runtime + 60) * 1000,
+        common: { ioengine: 'nbd', size: perDevice, time_based: true, runtime: String(opts.runtime), rw: 'randrw', bs: '4k', iodepth: 4 },
+        sections: daemons.map((d, i) => ({ name: `d${i}`, uri: d.uri })),
+      });
+      perDeviceIops = json.jobs.map((j) => Math.round(j.read.iops + j.write.iops));
+    } catch (e) {
+      error = e.message;
+      log(`8 devices: fio FAILED: ${e.message}`);
+    }
+    const peak = sampler.stop();
+    const dPeaks = daemons.map((d) => peak[d.proc.pid]);
+    return {
+      devices, load, perDeviceIops,
+      serverIdleRssMiB: idle?.rssMiB ?? null,
+      serverPeakRssMiB: peak[server.proc.pid], serverHwmMiB: memoryOf(server.proc.pid)?.hwmMiB ?? null,
+      serverDataMiB: devices * (toBytes(perDevice) / 1048576),
+      daemonPeakRssMiB: dPeaks, daemonPeakRssMiBMax: Math.max(...dPeaks), daemonPeakRssMiBSum: dPeaks.reduce((a, b) => a + b, 0),
+      error,
+    };
+  } finally {
+    for (const d of daemons) await stopProc(d.proc);
+    await stopProc(server.proc);
+  }
+}
+
+async function benchmark(opts, dir) {
+  const started = new Date();
+  const results = {
+    kind: 'wsblk-bench', startedAt: started.toISOString(), machine: machineInfo(),
+    options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix' },
+    nbdkitThreads: 'nbdkit default (16)',
+  };
+  const targets = {};
+  for (const key of opts.targets) {
+    log(`starting ${key}: ${TARGETS[key]}`);
+    targets[key] = await startTarget(key, { dir, size: opts.size, compress: opts.compress, nbdkit2Tcp: opts.nbdkit2Tcp });
+  }
+  results.prefill = {};
+  for (const key of opts.targets) {
+    const p = await prefill({ dir, uri: targets[key].uri, region: opts.region, tag: `prefill-${key}` });
+    results.prefill[key] = p;
+    log(`prefilled ${opts.region} of ${key} in ${p.seconds.toFixed(1)} s (${p.mibps.toFixed(0)} MiB/s)`);
+  }
+  results.jobs = await measure(opts, dir, targets);
+
+  results.rss = {};
+  const ours = targets.ours;
+  if (ours) {
+    const mem = (pid) => memoryOf(pid);
+    results.rss.afterRuns = {
+      daemon: mem(ours.pids.daemon), server: mem(ours.pids.server), serverDataMiB: toBytes(opts.region) / 1048576,
+      nbdkit1: targets.nbdkit1 ? mem(targets.nbdkit1.pids.memory) : null,
+      nbdkit2forwarder: targets.nbdkit2 ? mem(targets.nbdkit2.pids.forwarder) : null,
+      nbdkit2memory: targets.nbdkit2 ? mem(targets.nbdkit2.pids.memory) : null,
+    };
+    if (opts.rss) results.rss.depth128 = await depth128(opts, dir, ours);
+  }
+  for (const t of Object.values(targets)) await t.stop();
+  if (opts.rss) results.rss.eightDevices = await eightDevices(opts, dir);
+  else results.rss.skipped = 'depth-128 and 8-device scenarios skipped (--no-rss)';
+
+  results.goals = checkGoals(results);
+  results.finishedAt = new Date().toISOString();
+  results.machine.loadavgAtEnd = loadavg();
+  results.seconds = Math.round((Date.now() - started.getTime()) / 1000);
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `${started.toISOString().replace(/:/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+  const failed = Object.values(results.jobs).some((j) => Object.values(j.runs).some((runs) => runs.some((r) => r.error)));
+  if (opts.jsonOnly) {
+    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  } else {
+    const m = results.machine;
+    process.stdout.write(`\nwsblk bench ${results.startedAt} on ${m.cores} cores (${m.cpuModel}, load average ${m.loadavgAtStart[0].toFixed(1)} at start, ${m.loadavgAtEnd[0].toFixed(1)} at end), node ${m.node}, ${m.fio}, ${m.nbdkit}, git ${m.gitHead?.slice(0, 10)}${m.gitDirty ? ' (dirty tree)' : ''}\n`);
+    process.stdout.write(formatReport(results) + '\n');
+    process.stdout.write(`\nFull results: ${file} (${results.seconds} s)\n`);
+  }
+  log(`results written to ${file}`);
+  return failed ? 1 : 0;
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`bench: ${e.message}\n(see node bench/run.mjs --help)\n`);
+    return 2;
+  }
+  if (opts.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (opts.vm) {
+    process.stderr.write('bench: --vm (ublk vs kernel nbd inside the qemu VM harness of test/vm/) is not implemented yet\n');
+    return 1;
+  }
+  checkPrerequisites();
+  installCleanup();
+  const dir = mkdtempSync(join(tmpdir(), 'wsblk-bench-'));
+  // Also on Ctrl-C, which exits without running the finally below (children are killed first).
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'run'));
+  try {
+    if (opts.profile) return await runProfile(opts, dir, { resultsDir: RESULTS, log });
+    return await benchmark(opts, dir);
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then((code) => { process.exitCode = code; }, (e) => {
+  process.stderr.write(`bench: ${e.message}\n`);
+  stopAll(2000).finally(() => process.exit(1));
+});
