@@ -17,6 +17,10 @@ export function sendParts(ws: MessageSink, parts: readonly Buffer[]): void {
     ws.send(parts.length === 1 ? parts[0]! : Buffer.concat(parts, total), { binary: true, fin: true, compress: false });
     return;
   }
+  // ws writes every fragment on its own; corked, the whole message leaves in one writev.
+  const socket = (ws as { _socket?: { cork(): void; uncork(): void } })._socket;
+  socket?.cork();
   const last = parts.length - 1;
   for (let i = 0; i <= last; i++) ws.send(parts[i]!, { binary: true, fin: i === last, compress: false });
+  socket?.uncork();
 }
