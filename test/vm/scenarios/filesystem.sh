@@ -6,6 +6,10 @@ start_server "d0=file:$DATA/d0.img,size=256M"
 step "connect"
 DEV=$($WSBLK connect ws://127.0.0.1:$PORT/d0)
 check test -b "$DEV"
+step "the daemon has its own mount namespace"
+PID=$(daemon_pid "ublk${DEV#/dev/ublkb}")
+[ "$(readlink /proc/$PID/ns/mnt)" != "$(readlink /proc/self/ns/mnt)" ] || fail "daemon $PID shares our mount namespace"
+echo "daemon $PID: $(readlink /proc/$PID/ns/mnt), ours: $(readlink /proc/self/ns/mnt)"
 step "mkfs + mount"
 mkfs.ext4 -q -F "$DEV"
 mkdir -p /tmp/mnt
