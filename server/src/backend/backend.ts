@@ -10,6 +10,10 @@ export interface Backend {
   readonly info: BackendInfo;
   /** A short description for logs, e.g. "file:/srv/disk0.img". */
   readonly description: string;
+  /**
+   * The data, which may be a view of the backend's own memory (MemoryBackend): callers only
+   * send it, never modify it, and a later overlapping write may show through it.
+   */
   read(offset: number, length: number): Promise<Buffer>;
   /** With fua, resolves only once the data is on stable storage. */
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
