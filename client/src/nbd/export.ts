@@ -8,7 +8,7 @@ import type { ExportInfoOptions } from './export-info.js';
 import { DEFAULT_FLOW_LIMITS } from './transmission.js';
 
 export interface NbdExportOptions extends ExportInfoOptions {
-  /** Per connection: stop reading requests while outstanding bytes exceed this (64 MiB). */
+  /** Per connection: stop reading requests while outstanding bytes exceed this (16 MiB). */
   maxBufferedBytes?: number;
   /** Per connection: ... or while this many requests are outstanding (1024). */
   maxInflight?: number;
