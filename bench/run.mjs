@@ -46,7 +46,8 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
   --profile          instead of the benchmark: run our server and daemon under
                      node --cpu-prof during one job (default randread4k-qd32, or the first of
                      --jobs) and print the top 15 self-time functions of each profile
-  --vm               ublk vs kernel nbd inside the qemu VM harness: not implemented yet
+  --vm               instead: ublk vs kernel nbd inside the qemu VM harness of test/vm/, with
+                     options of its own (node bench/run.mjs --vm --help)
   -h, --help         this text
 
 Exit status: 0 when the benchmark ran (even if goals FAIL: it is a measurement), 1 when a run
@@ -332,6 +333,12 @@ async function benchmark(opts, dir) {
 }
 
 async function main() {
+  // --vm (bench/vm.mjs) has options of its own: the whole command line goes there.
+  const vmEnv = process.env.WSBLK_BENCH_VM;
+  if (process.argv.slice(2).includes('--vm') || (vmEnv && !/^(0|false|no)$/i.test(vmEnv))) {
+    const { runVmBench } = await import('./vm.mjs');
+    return runVmBench(process.argv.slice(2));
+  }
   let opts;
   try {
     opts = parseOptions(process.argv.slice(2));
@@ -343,10 +350,6 @@ async function main() {
   if (opts.help) {
     process.stdout.write(HELP + '\n');
     return 0;
-  }
-  if (opts.vm) {
-    process.stderr.write('bench: --vm (ublk vs kernel nbd inside the qemu VM harness of test/vm/) is not implemented yet\n');
-    return 1;
   }
   checkPrerequisites();
   installCleanup();
