@@ -11,7 +11,7 @@ import { nbdFrontend, ublkFrontend } from '../daemon/frontends.js';
 import { spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
 import { claimId, logPath, removeDeviceFiles, runDir, type DeviceState } from '../daemon/rundir.js';
 import { CliError, EXIT } from './errors.js';
-import { intArg, secondsArg, sizeArg } from './options.js';
+import { blockSizeArg, intArg, secondsArg, sizeArg } from './options.js';
 
 export interface ConnectOptions {
   nbd?: string;
@@ -55,7 +55,7 @@ export function connectCommand(): Command {
     .option('--queues <n>', 'ublk: hardware queues (default: min(cores, 4))', intArg(1, 64), Math.min(availableParallelism(), 4))
     .option('--depth <n>', 'ublk: tags per queue', intArg(1, 4096), 128)
     .option('--max-io <size>', 'ublk: largest request (a multiple of 4K)', sizeArg, 1 << 20)
-    .addOption(new Option('--block-size <bytes>', 'ublk: logical block size').choices(['512', '4096']).default('512').argParser((v) => Number(v)))
+    .addOption(new Option('--block-size <bytes>', 'ublk: logical block size, 512 or 4096').default(512).argParser(blockSizeArg))
     .option('--no-supervise', 'ublk: no supervisor; recover a killed daemon with `wsblk recover`')
     .addOption(new Option('--id <id>').hideHelp())
     .addOption(new Option('--ready-ipc').hideHelp())

@@ -30,3 +30,8 @@ export function hostPortArg(value: string): { host: string; port: number } {
   if (!m || port > 65535) throw new InvalidArgumentError(`'${value}' is not HOST:PORT`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
+
+export function blockSizeArg(value: string): 512 | 4096 {
+  if (value.trim() !== '512' && value.trim() !== '4096') throw new InvalidArgumentError(`'${value}' is not 512 or 4096`);
+  return Number(value) as 512 | 4096;
+}
