@@ -22,7 +22,7 @@ async function startDaemon(t: import('node:test').TestContext, url: string, sock
 
 const fioVerifyArgs = (uri: string, size: string) => [
   '--name=verify', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=32',
-  `--size=${size}`, '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--random_generator=tausworthe64',
+  `--size=${size}`, '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--random_generator=tausworthe64',
   // Throttle the write phase so that the faults land inside it; the verify phase runs free.
   '--rate=,16m',
 ];
