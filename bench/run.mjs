@@ -7,13 +7,13 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { cpus, tmpdir, totalmem, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { installCleanup, stopAll, stopProc } from './lib/procs.mjs';
 import { JOBS, prefill, runFio, runJob } from './lib/fio.mjs';
 import { TARGETS, startTarget, startWsblkDaemon, startWsblkServer } from './lib/targets.mjs';
 import { memoryOf, sampleRss } from './lib/rss.mjs';
 import { checkGoals, formatReport, medianOf, ratios } from './lib/report.mjs';
 import { runProfile } from './lib/profile-run.mjs';
+import { UsageError, readOptions, toBytes } from './lib/args.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -61,40 +61,9 @@ const OPTIONS = {
   vm: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
 };
 
-class UsageError extends Error {}
-
 function parseOptions(argv) {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }));
-  } catch (e) {
-    throw new UsageError(e.message);
-  }
-  // An environment variable stands in for an option not given on the command line.
-  for (const [name, spec] of Object.entries(OPTIONS)) {
-    const env = process.env[`WSBLK_BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-    if (values[name] !== undefined || env === undefined || env === '') continue;
-    values[name] = spec.type === 'boolean' ? !/^(0|false|no)$/i.test(env) : env;
-  }
-  const num = (name, def, { min = 0, int = false } = {}) => {
-    if (values[name] === undefined) return def;
-    const n = Number(values[name]);
-    if (!Number.isFinite(n) || n < min || (int && !Number.isInteger(n))) throw new UsageError(`--${name} '${values[name]}' is not a ${int ? 'whole ' : ''}number >= ${min}`);
-    return n;
-  };
+  const { values, num, list, size } = readOptions(argv, OPTIONS);
   const quick = !!values.quick;
-  const list = (name, all) => {
-    if (!values[name]) return all;
-    const want = values[name].split(',').map((s) => s.trim()).filter(Boolean);
-    const bad = want.filter((w) => !all.includes(w));
-    if (bad.length || !want.length) throw new UsageError(`--${name}: unknown ${bad.join(', ') || '(empty)'}; choose from ${all.join(', ')}`);
-    return all.filter((a) => want.includes(a));
-  };
-  const size = (name, def) => {
-    const v = values[name] ?? def;
-    if (!/^\d+[KMGT]?$/i.test(v)) throw new UsageError(`--${name} '${v}' is not a size like 256M or 1G`);
-    return v.toUpperCase();
-  };
   const compress = values.compress ?? 'none';
   if (!['lz4', 'none'].includes(compress)) throw new UsageError(`--compress must be lz4 or none, not '${compress}'`);
   const opts = {
@@ -115,11 +84,6 @@ function parseOptions(argv) {
   };
   if (toBytes(opts.region) > toBytes(opts.size)) throw new UsageError(`--region ${opts.region} is larger than --size ${opts.size}`);
   return opts;
-}
-
-export function toBytes(size) {
-  const m = /^(\d+)([KMGT]?)$/i.exec(size);
-  return Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
 }
 
 const t0 = Date.now();

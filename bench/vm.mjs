@@ -8,8 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { medianOf } from './lib/report.mjs';
+import { UsageError, readOptions, toBytes } from './lib/args.mjs';
 import { BASELINE, CONFIG_FILE, DEFAULT_TARGETS, RESULT_FILE, VM_JOBS, VM_TARGETS } from './vm-common.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -71,48 +71,11 @@ const OPTIONS = {
   keep: { type: 'boolean' }, 'json-only': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
 };
 
-export class VmUsageError extends Error {}
+export { UsageError as VmUsageError };
 
-const toBytes = (size) => {
-  const m = /^(\d+)([KMGT]?)$/i.exec(size);
-  return Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
-};
 
 export function parseVmOptions(argv) {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }));
-  } catch (e) {
-    throw new VmUsageError(e.message);
-  }
-  for (const [name, spec] of Object.entries(OPTIONS)) {
-    const env = process.env[`WSBLK_BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-    if (values[name] !== undefined || env === undefined || env === '') continue;
-    values[name] = spec.type === 'boolean' ? !/^(0|false|no)$/i.test(env) : env;
-  }
-  const num = (name, def, { min = 0, int = false } = {}) => {
-    if (values[name] === undefined) return def;
-    const n = Number(values[name]);
-    if (!Number.isFinite(n) || n < min || (int && !Number.isInteger(n))) throw new VmUsageError(`--${name} '${values[name]}' is not a ${int ? 'whole ' : ''}number >= ${min}`);
-    return n;
-  };
-  const list = (name, all, def) => {
-    if (!values[name]) return def;
-    const want = values[name].split(',').map((s) => s.trim()).filter(Boolean);
-    const bad = want.filter((w) => !all.includes(w));
-    if (bad.length || !want.length) throw new VmUsageError(`--${name}: unknown ${bad.join(', ') || '(empty)'}; choose from ${all.join(', ')}`);
-    return all.filter((a) => want.includes(a));
-  };
-  const size = (name, def) => {
-    const v = values[name] ?? def;
-    if (!/^\d+[KMGT]?$/i.test(v)) throw new VmUsageError(`--${name} '${v}' is not a size like 32M or 1G`);
-    return v.toUpperCase();
-  };
-  const choice = (name, def, all) => {
-    const v = values[name] ?? def;
-    if (!all.includes(v)) throw new VmUsageError(`--${name} must be one of ${all.join(', ')}, not '${v}'`);
-    return v;
-  };
+  const { values, num, list, size, choice } = readOptions(argv, OPTIONS);
   const quick = !!values.quick;
   let targets = list('targets', Object.keys(VM_TARGETS), DEFAULT_TARGETS);
   if (!targets.includes(BASELINE)) targets = Object.keys(VM_TARGETS).filter((k) => k === BASELINE || targets.includes(k));
@@ -137,8 +100,8 @@ export function parseVmOptions(argv) {
     jsonOnly: !!values['json-only'],
     help: !!values.help,
   };
-  if (!/^[a-z0-9_-]+$/.test(opts.scheduler)) throw new VmUsageError(`--scheduler '${opts.scheduler}' is not a scheduler name`);
-  if (toBytes(opts.region) > toBytes(opts.size)) throw new VmUsageError(`--region ${opts.region} is larger than --size ${opts.size}`);
+  if (!/^[a-z0-9_-]+$/.test(opts.scheduler)) throw new UsageError(`--scheduler '${opts.scheduler}' is not a scheduler name`);
+  if (toBytes(opts.region) > toBytes(opts.size)) throw new UsageError(`--region ${opts.region} is larger than --size ${opts.size}`);
   return opts;
 }
 
@@ -304,7 +267,7 @@ export async function runVmBench(argv) {
   try {
     opts = parseVmOptions(argv);
   } catch (e) {
-    if (!(e instanceof VmUsageError)) throw e;
+    if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`bench --vm: ${e.message}\n(see node bench/run.mjs --vm --help)\n`);
     return 2;
   }
