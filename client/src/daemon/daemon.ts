@@ -8,6 +8,8 @@ const log = logger('daemon');
 
 /** How long a disconnect waits for the server to answer the final FLUSH. */
 const FINAL_FLUSH_MS = 15_000;
+/** How long a disconnect waits for an unreachable server before failing outstanding I/O. */
+const STOP_GRACE_MS = 5_000;
 
 export interface DaemonOptions {
   id: string;
@@ -101,7 +103,19 @@ export class Daemon {
     this.stopping ??= (async () => {
       log.info(`${this.state.id}: disconnecting`);
       try {
-        await this.frontend.close();
+        // The frontend waits for its outstanding requests; with the server gone they would
+        // wait forever (no --io-timeout): after a grace period, fail them so the stop finishes.
+        const watchdog = setInterval(() => {
+          if (this.disk.stats.connected) return;
+          log.warn(`server unreachable: failing ${this.disk.stats.inflight} outstanding requests to finish the disconnect`);
+          clearInterval(watchdog);
+          void this.disk.close(0);
+        }, STOP_GRACE_MS);
+        try {
+          await this.frontend.close();
+        } finally {
+          clearInterval(watchdog);
+        }
         if (this.disk.info.flush) {
           // Bounded: a disconnect must not hang because the server is gone.
           const status = await new Promise<number | 'timeout'>((r) => {

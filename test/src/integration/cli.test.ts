@@ -155,3 +155,29 @@ test('every command has --help that exits 0', async () => {
     assert.match(r.stdout, /Exit codes:/);
   }
 });
+
+test('disconnect finishes when the server is gone and a client waits on I/O (the I/O fails)', { timeout: 90_000 }, async (t) => {
+  if (!(await requireTool(t, 'qemu-io'))) return;
+  const dir = tempDir(t);
+  const port = await freePort();
+  const server = await startServer(t, port, ['d0=memory:64M']);
+  const env = { WSBLK_RUN_DIR: join(dir, 'run') };
+  const c = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', join(dir, 'd0.sock')], env);
+  t.after(() => wsblk(['disconnect', '--all'], env));
+  assert.equal(c.code, 0, c.stderr);
+  server.child.kill('SIGKILL');
+  await server.exited;
+  const reader = execFileP('qemu-io', ['-f', 'raw', '-c', 'read 0 64k', c.stdout.trim()]).then(
+    (r) => ({ code: 0, out: r.stdout + r.stderr }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, out: `${e.stdout}${e.stderr}` }),
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  const t0 = Date.now();
+  const d = await wsblk(['disconnect', 'nbd0'], env, 60_000);
+  assert.equal(d.code, 0, d.stderr);
+  // The daemon waits 5 s for the server, then fails what is outstanding (not 10 s + 15 s of timeouts).
+  assert.ok(Date.now() - t0 < 15_000, `disconnect took ${Date.now() - t0} ms`);
+  const r = await reader;
+  assert.ok(r.code !== 0 || /error|failed/i.test(r.out), `the waiting read failed: ${r.code} ${r.out}`);
+  assert.deepEqual(readdirSync(join(dir, 'run')).filter((f) => !f.endsWith('.log')), []);
+});

@@ -19,4 +19,18 @@ tail -5 /tmp/fio.out || true
 [ "$FIO_RC" != 0 ] && [ "$FIO_RC" != 124 ] || fail "fio should fail with I/O errors (rc $FIO_RC)"
 check no_ublk_devices
 [ -z "$(ls "$WSBLK_RUN_DIR"/*.json 2>/dev/null)" ] || fail "state left in the run dir"
+step "disconnect while the server is down and I/O waits for it"
+DEV=$($WSBLK connect ws://127.0.0.1:$PORT/d0)
+kill_server
+timeout 120 dd if="$DEV" of=/dev/null bs=4k count=64 skip=1000 iflag=direct 2>/tmp/dd.err &
+DD=$!
+sleep 3
+T0=$SECONDS
+timeout 120 $WSBLK disconnect "$DEV" || fail "disconnect failed or hung with the server down"
+echo "disconnect took $((SECONDS - T0)) s"
+wait $DD && DD_RC=0 || DD_RC=$?
+echo "dd exit code $DD_RC: $(tail -1 /tmp/dd.err)"
+[ "$DD_RC" != 0 ] && [ "$DD_RC" != 124 ] || fail "dd should fail with an I/O error (rc $DD_RC)"
+check no_ublk_devices
+[ -z "$(ls "$WSBLK_RUN_DIR"/*.json 2>/dev/null)" ] || fail "state left in the run dir"
 echo "SCENARIO OK"
