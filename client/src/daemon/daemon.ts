@@ -118,11 +118,12 @@ export class Daemon {
         }
         if (this.disk.info.flush) {
           // Bounded: a disconnect must not hang because the server is gone.
+          const wait = this.disk.stats.connected ? FINAL_FLUSH_MS : STOP_GRACE_MS;
           const status = await new Promise<number | 'timeout'>((r) => {
-            const timer = setTimeout(() => r('timeout'), FINAL_FLUSH_MS);
+            const timer = setTimeout(() => r('timeout'), wait);
             this.disk.submit({ op: Op.Flush, offset: 0, length: 0, flags: 0 }, (st) => { clearTimeout(timer); r(st); });
           });
-          if (status === 'timeout') log.warn(`final flush not answered within ${FINAL_FLUSH_MS / 1000} s (server unreachable?)`);
+          if (status === 'timeout') log.warn(`final flush not answered within ${wait / 1000} s (server unreachable?)`);
           else if (status !== Errno.OK) log.warn(`final flush failed: ${errnoName(status)}`);
         }
         const left = this.disk.stats.inflight;

@@ -17,7 +17,12 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 /** A temp dir removed at the end of the test. */
 export function tempDir(t: TestContext, prefix = 'wsblk-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  t.after(async () => {
+    // Devices connected with WSBLK_RUN_DIR=<dir>/run must not outlive their run dir: after
+    // hooks run in order, so this one may come before the test's own disconnect.
+    if (existsSync(join(dir, 'run'))) await wsblk(['disconnect', '--all'], { WSBLK_RUN_DIR: join(dir, 'run') });
+    rmSync(dir, { recursive: true, force: true });
+  });
   return dir;
 }
 
