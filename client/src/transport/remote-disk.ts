@@ -58,6 +58,12 @@ export interface TransportStats {
 /** Client masking key of zeros: both ends are ours, and ws then skips the XOR pass. */
 const zeroMask = (mask: Buffer) => mask.fill(0);
 
+/** TLS verification failures (Node's codes): a configuration problem, not a transient one. */
+const TLS_TRUST_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 /** Largest batch message (payload bytes) the client builds. */
 const MAX_BATCH_BYTES = 16 << 20;
 
@@ -229,10 +235,14 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         res.on('error', () => fail(new ConnectError(`${this.opts.url}: HTTP ${res.statusCode}`, res.statusCode, false)));
       });
       ws.on('error', (err: NodeJS.ErrnoException) => {
-        const code = err.code ? `${err.code}` : err.message;
+        // A certificate the client does not trust will not become trusted by retrying: final.
+        const tls = TLS_TRUST_ERRORS.has(err.code ?? '');
         const text = err.code === 'ECONNREFUSED' ? 'connection refused (is the server running?)'
-          : err.code === 'ENOTFOUND' ? 'host not found' : code;
-        fail(new ConnectError(`cannot connect to ${this.opts.url}: ${text}`));
+          : err.code === 'ENOTFOUND' ? 'host not found'
+          : err.code === 'ECONNRESET' && this.opts.url.startsWith('ws:') ? 'connection reset (is it a wss:// server?)'
+          : tls ? `the server's TLS certificate is not trusted: ${err.message} (trust its CA with NODE_EXTRA_CA_CERTS=FILE)`
+          : err.code ?? err.message;
+        fail(new ConnectError(`cannot connect to ${this.opts.url}: ${text}`, undefined, tls));
       });
       ws.on('close', (code, reason) => fail(new ConnectError(`${this.opts.url} closed the connection during the handshake (${code} ${reason.toString()})`, undefined, code === CloseCode.BadHello)));
       ws.on('open', () => {

@@ -22,7 +22,11 @@ test('a server with --tls-cert/--tls-key serves wss:// to a client that trusts i
 
   const untrusted = await wsblk(['connect', `wss://127.0.0.1:${port}/d0`, '--nbd', join(dir, 'a.sock'), '--connect-timeout', '2'], env);
   assert.equal(untrusted.code, 3, untrusted.stderr);
-  assert.match(untrusted.stderr, /self.signed|certificate/i);
+  assert.match(untrusted.stderr, /TLS certificate is not trusted: self.signed certificate \(trust its CA with NODE_EXTRA_CA_CERTS=FILE\)/);
+  assert.doesNotMatch(untrusted.stderr, /gave up after/, 'a certificate refusal is final, not retried until the timeout');
+  const plain = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', join(dir, 'c.sock'), '--connect-timeout', '2'], env);
+  assert.equal(plain.code, 3, plain.stderr);
+  assert.match(plain.stderr, /connection reset \(is it a wss:\/\/ server\?\)/);
 
   const ok = await wsblk(['connect', `wss://127.0.0.1:${port}/d0`, '--nbd', join(dir, 'b.sock')], { ...env, NODE_EXTRA_CA_CERTS: cert });
   t.after(() => wsblk(['disconnect', '--all'], env));
