@@ -2,9 +2,8 @@
 // `npm run bench`: the same fio jobs (nbd engine), interleaved, against wsblk (NBD -> ws -> server),
 // nbdkit memory (one hop) and nbdkit nbd -> nbdkit memory (two hops); RSS of our processes;
 // the goals of issue 4 as ratios from this one run. See bench/README.md.
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem, loadavg } from 'node:os';
+import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installCleanup, stopAll, stopProc } from './lib/procs.mjs';
@@ -14,6 +13,7 @@ import { memoryOf, sampleRss } from './lib/rss.mjs';
 import { checkGoals, formatReport, medianOf, ratios } from './lib/report.mjs';
 import { runProfile } from './lib/profile-run.mjs';
 import { UsageError, readOptions, toBytes } from './lib/args.mjs';
+import { machineInfo, versionOf } from './lib/machine.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -88,36 +88,6 @@ function parseOptions(argv) {
 
 const t0 = Date.now();
 const log = (msg) => process.stderr.write(`bench: [${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
-
-function versionOf(cmd, args) {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0];
-  } catch {
-    return null;
-  }
-}
-
-function machineInfo() {
-  const git = (args) => {
-    try {
-      return execFileSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return null;
-    }
-  };
-  return {
-    cores: cpus().length,
-    cpuModel: cpus()[0]?.model ?? null,
-    memTotalMiB: Math.round(totalmem() / 1048576),
-    loadavgAtStart: loadavg(),
-    kernel: versionOf('uname', ['-r']),
-    node: process.version,
-    fio: versionOf('fio', ['--version']),
-    nbdkit: versionOf('nbdkit', ['--version']),
-    gitHead: git(['rev-parse', 'HEAD']),
-    gitDirty: git(['status', '--porcelain', '--untracked-files=no']) ? true : false,
-  };
-}
 
 function checkPrerequisites() {
   const missing = [];
@@ -243,7 +213,7 @@ async function eightDevices(opts, dir) {
 async function benchmark(opts, dir) {
   const started = new Date();
   const results = {
-    kind: 'wsblk-bench', startedAt: started.toISOString(), machine: machineInfo(),
+    kind: 'wsblk-bench', startedAt: started.toISOString(), machine: machineInfo({ fio: ['fio', ['--version']], nbdkit: ['nbdkit', ['--version']] }),
     options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix' },
     nbdkitThreads: 'nbdkit default (16)',
   };

@@ -3,12 +3,13 @@
 // boots the guest with test/vm/run.sh running bench/vm-guest.mjs, then turns the guest's runs
 // into medians, ratios (every target / kernel nbd), a table, the issue-4 VM goal and
 // bench/results/<timestamp>-vm.json. See "VM mode" in bench/README.md.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { medianOf } from './lib/report.mjs';
+import { fmtNum, fmtRatio, fmtUs, medianOf, table } from './lib/report.mjs';
+import { machineInfo, versionOf } from './lib/machine.mjs';
 import { UsageError, readOptions, toBytes } from './lib/args.mjs';
 import { BASELINE, CONFIG_FILE, DEFAULT_TARGETS, RESULT_FILE, VM_JOBS, VM_TARGETS } from './vm-common.mjs';
 
@@ -108,14 +109,6 @@ export function parseVmOptions(argv) {
 const t0 = Date.now();
 const log = (msg) => process.stderr.write(`bench --vm: [${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
 
-function versionOf(cmd, args) {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0];
-  } catch {
-    return null;
-  }
-}
-
 /** A command on PATH or in the sbin dirs (the guest's PATH has them; a user's may not). */
 function which(cmd) {
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin'];
@@ -131,23 +124,6 @@ function checkPrerequisites() {
   if (!existsSync(join(ROOT, 'client', 'dist', 'cli', 'main.js'))) missing.push('a build of wsblk (run `npx tsc -b`)');
   if (!existsSync(RUN_SH)) missing.push(`the VM harness (${RUN_SH})`);
   if (missing.length) throw new Error(`cannot run: missing ${missing.join('; ')}`);
-}
-
-function machineInfo() {
-  const git = (args) => {
-    try {
-      return execFileSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return null;
-    }
-  };
-  return {
-    cores: cpus().length, cpuModel: cpus()[0]?.model ?? null, memTotalMiB: Math.round(totalmem() / 1048576),
-    loadavgAtStart: loadavg(), kernel: versionOf('uname', ['-r']), node: process.version,
-    qemu: versionOf('qemu-system-x86_64', ['--version']),
-    gitHead: git(['rev-parse', 'HEAD']),
-    gitDirty: git(['status', '--porcelain', '--untracked-files=no']) ? true : false,
-  };
 }
 
 /** Boots the guest with vm-guest.mjs; streams its output to our stderr; resolves run.sh's exit status. */
@@ -210,21 +186,6 @@ export function checkVmGoals(jobs) {
     });
   }
   return goals;
-}
-
-const fmtNum = (v, digits) => {
-  if (v == null) return '-';
-  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
-  return v.toFixed(digits);
-};
-const fmtRatio = (v) => (v == null ? '-' : `${v.toFixed(2)}x`);
-const fmtUs = (v) => (v == null ? '-' : v >= 10000 ? `${(v / 1000).toFixed(1)} ms` : `${Math.round(v)} us`);
-
-function table(rows, header) {
-  const all = [header, ...rows];
-  const w = header.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)));
-  const line = (r) => r.map((c, i) => (i < 2 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join('  ');
-  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
 export function formatVmReport(results) {
@@ -310,7 +271,7 @@ export async function runVmBench(argv) {
   }
   if (!guest) errors.push('the guest wrote no results');
   const results = {
-    kind: 'wsblk-bench-vm', startedAt: started.toISOString(), machine: machineInfo(), guest: guest?.guest ?? null,
+    kind: 'wsblk-bench-vm', startedAt: started.toISOString(), machine: machineInfo({ qemu: ['qemu-system-x86_64', ['--version']] }), guest: guest?.guest ?? null,
     options: { ...config, vmTimeout: opts.vmTimeout },
     targetsDescribed: Object.fromEntries(opts.targets.map((t) => [t, VM_TARGETS[t]])),
     targets: guest?.targets ?? {}, prefill: guest?.prefill ?? {},

@@ -57,15 +57,15 @@ export function checkGoals(results) {
   return goals;
 }
 
-const fmtNum = (v, digits) => {
+export const fmtNum = (v, digits) => {
   if (v == null) return '-';
   if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
   return v.toFixed(digits);
 };
-const fmtRatio = (v) => (v == null ? '-' : `${v.toFixed(2)}x`);
-const fmtUs = (v) => (v == null ? '-' : v >= 10000 ? `${(v / 1000).toFixed(1)} ms` : `${Math.round(v)} us`);
+export const fmtRatio = (v) => (v == null ? '-' : `${v.toFixed(2)}x`);
+export const fmtUs = (v) => (v == null ? '-' : v >= 10000 ? `${(v / 1000).toFixed(1)} ms` : `${Math.round(v)} us`);
 
-function table(rows, header) {
+export function table(rows, header) {
   const all = [header, ...rows];
   const w = header.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)));
   const line = (r) => r.map((c, i) => (i < 2 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join('  ');

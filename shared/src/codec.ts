@@ -43,25 +43,30 @@ export function maybeCompress(data: Buffer): Buffer | null {
   return c.length <= data.length - (data.length >>> LZ4_MIN_SAVING_SHIFT) ? c : null;
 }
 
-/** Appends a payload (lz4 when it pays) to the parts; returns [payloadFlags, wireLength]. */
-function addPayload(parts: Buffer[], data: Buffer | undefined, lz4: boolean): [number, number] {
-  if (!data) return [0, 0];
+/**
+ * Appends a payload (lz4 when it pays) to the parts and writes its payloadFlags and wireLength
+ * into the record at `at` (no tuple per request).
+ */
+function addPayload(parts: Buffer[], data: Buffer | undefined, lz4: boolean, record: number[], at: number): void {
+  if (!data) { record[at] = 0; record[at + 1] = 0; return; }
   const c = lz4 ? maybeCompress(data) : null;
   parts.push(c ?? data);
-  return c ? [PAYLOAD_LZ4, c.length] : [0, data.length];
+  record[at] = c ? PAYLOAD_LZ4 : 0;
+  record[at + 1] = (c ?? data).length;
 }
 
 /**
  * Encodes a batch of requests. Returns the parts of one message: the prefixed header first,
- * then the payloads as they are (no copy). The sender may concatenate or fragment them.
+ * then the payloads as they are (no copy). The sender writes them as one frame.
  */
 export function encodeRequests(requests: readonly BlockRequest[], lz4: boolean): Buffer[] {
   const parts: Buffer[] = [EMPTY];
   const records: number[][] = new Array(requests.length);
   for (let i = 0; i < requests.length; i++) {
     const r = requests[i]!;
-    const [pflags, wire] = addPayload(parts, r.payload, lz4);
-    records[i] = [r.seq, r.op, r.flags, r.offset, r.length, pflags, wire];
+    const rec = [r.seq, r.op, r.flags, r.offset, r.length, 0, 0];
+    addPayload(parts, r.payload, lz4, rec, 5);
+    records[i] = rec;
   }
   parts[0] = prefixed(Kind.Requests, packr.pack(records));
   return parts;
@@ -73,8 +78,9 @@ export function encodeReplies(replies: readonly BlockReply[], lz4: boolean): Buf
   const records: number[][] = new Array(replies.length);
   for (let i = 0; i < replies.length; i++) {
     const r = replies[i]!;
-    const [pflags, wire] = addPayload(parts, r.data, lz4);
-    records[i] = [r.seq, r.status, pflags, wire];
+    const rec = [r.seq, r.status, 0, 0];
+    addPayload(parts, r.data, lz4, rec, 2);
+    records[i] = rec;
   }
   parts[0] = prefixed(Kind.Replies, packr.pack(records));
   return parts;
