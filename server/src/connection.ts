@@ -1,8 +1,7 @@
-import type { WebSocket } from 'ws';
 import {
   CloseCode, Errno, FLAG_FUA, FLAG_NO_UNMAP, LIMITS, Op, OP_NAMES, PROTOCOL_VERSION, ProtocolError,
-  decodeMessage, encodeReplies, encodeWelcome, errnoName, logger, sendParts, statusOfError,
-  type BlockReply, type BlockRequest, type Hello,
+  decodeMessage, encodeReplies, encodeWelcome, errnoName, logger, statusOfError,
+  type BlockReply, type BlockRequest, type Hello, type WsConn,
 } from '@wsblk/shared';
 import type { Backend } from './backend/backend.js';
 import type { Session, SessionTable } from './session.js';
@@ -33,17 +32,30 @@ export class ServerConnection {
   private flushQueued = false;
   private running = 0;
   private idleWaiters: Array<() => void> = [];
+  /** Resolves when the socket has closed. */
+  readonly closed: Promise<void>;
 
   constructor(
-    private readonly ws: WebSocket,
+    private readonly ws: WsConn,
     private readonly exp: ExportHandle,
     private readonly grantReadOnly: boolean,
     private readonly sessions: SessionTable,
     private readonly peer: string,
   ) {
-    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
-    ws.on('close', () => this.onClose());
-    ws.on('error', (err) => log.debug(`${peer}: ${err.message}`));
+    ws.onmessage = (data, isBinary) => this.onMessage(data, isBinary);
+    this.closed = new Promise((resolve) => {
+      ws.onclose = (code, reason) => {
+        log.debug(`${peer}: closed (${code}${reason ? ' ' + reason : ''})`);
+        this.onClose();
+        resolve();
+      };
+    });
+    ws.start();
+  }
+
+  /** Cuts the socket (after close() had its chance). */
+  terminate(): void {
+    this.ws.terminate();
   }
 
   /** Called by the session when a newer connection resumes it. */
@@ -52,9 +64,8 @@ export class ServerConnection {
     log.info(`${this.peer}: fenced by a newer connection of session ${this.session?.id.slice(0, 8)}`);
     this.state = 'closed';
     this.replies = [];
+    // The close handshake of a connection that may be half-open waits 1 s at most (WsConn).
     this.ws.close(CloseCode.Fenced, 'fenced by a newer connection');
-    // Do not wait for the close handshake of a connection that may be half-open.
-    setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 
   /** Graceful stop (SIGTERM): stop taking requests, finish running ones, send their replies. */
@@ -74,9 +85,7 @@ export class ServerConnection {
   private closeWith(code: CloseCode, reason: string): void {
     log.warn(`${this.peer}: closing: ${reason}`);
     this.state = 'closed';
-    // A close reason must fit in 123 bytes.
-    this.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
-    setTimeout(() => this.ws.terminate(), 1000).unref();
+    this.ws.close(code, reason);
   }
 
   private onClose(): void {
@@ -128,7 +137,7 @@ export class ServerConnection {
     const info = backend.info;
     const readOnly = info.readOnly || this.grantReadOnly;
     this.state = 'ready';
-    this.ws.send(encodeWelcome({
+    this.ws.send([encodeWelcome({
       version: PROTOCOL_VERSION,
       exportName: this.exp.name,
       size: info.size,
@@ -144,7 +153,7 @@ export class ServerConnection {
       resumed,
       nextSeq: session.nextSeq,
       features: this.lz4 ? ['lz4'] : [],
-    }));
+    })]);
   }
 
   /** Checks a request against the export; returns an errno, or 0 when it may run. */
@@ -237,7 +246,7 @@ export class ServerConnection {
     for (let i = 0; i < batch.length; i++) {
       bytes += batch[i]!.data?.length ?? 0;
       if (i + 1 - start === LIMITS.maxRecords || bytes >= MAX_REPLY_BATCH_BYTES || i === batch.length - 1) {
-        sendParts(this.ws, encodeReplies(start === 0 && i === batch.length - 1 ? batch : batch.slice(start, i + 1), this.lz4));
+        this.ws.send(encodeReplies(start === 0 && i === batch.length - 1 ? batch : batch.slice(start, i + 1), this.lz4));
         start = i + 1;
         bytes = 0;
       }

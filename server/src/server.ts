@@ -2,8 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { LIMITS, SUBPROTOCOL, logger } from '@wsblk/shared';
+import { LIMITS, SUBPROTOCOL, acceptUpgrade, logger, upgradeProblem } from '@wsblk/shared';
 import type { Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
 import { ServerConnection, type ExportHandle } from './connection.js';
@@ -13,6 +12,8 @@ const log = logger('server');
 
 /** How long close() waits for clients to answer the close frame before cutting them. */
 const CLOSE_WAIT_MS = 2000;
+/** Largest message a client may send (a batch of requests with their payloads). */
+const MAX_MESSAGE = 64 << 20;
 
 export interface StorageServerOptions {
   host?: string;
@@ -33,7 +34,6 @@ export class StorageServer {
   private readonly exports = new Map<string, ExportHandle>();
   private readonly connections = new Set<ServerConnection>();
   private readonly sessions: SessionTable;
-  private readonly wss: WebSocketServer;
   private readonly http: HttpServer;
   private readonly auth: TokenAuth;
   private readonly maxPayload: number;
@@ -43,12 +43,6 @@ export class StorageServer {
     this.auth = opts.auth ?? new TokenAuth();
     this.sessions = new SessionTable(opts.sessionGraceMs ?? 120_000);
     this.maxPayload = opts.maxPayload ?? LIMITS.maxPayloadDefault;
-    this.wss = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      maxPayload: 64 << 20,
-      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
-    });
     this.http = opts.tls
       ? createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
       : createHttpServer();
@@ -101,6 +95,8 @@ export class StorageServer {
     } catch {
       return this.refuse(socket, 400, 'bad export path');
     }
+    const problem = upgradeProblem(req);
+    if (problem) return this.refuse(socket, 400, problem);
     const protocols = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     if (!protocols.includes(SUBPROTOCOL)) {
       return this.refuse(socket, 400, `subprotocol ${SUBPROTOCOL} required (client speaks ${protocols.join(',') || 'none'})`);
@@ -120,11 +116,10 @@ export class StorageServer {
       log.warn(`${peer}: refused ${auth.status} for '/${name}': ${auth.reason}`);
       return this.refuse(socket, auth.status, auth.reason);
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const conn = new ServerConnection(ws, exp, auth.readOnly, this.sessions, peer);
-      this.connections.add(conn);
-      ws.on('close', () => this.connections.delete(conn));
-    });
+    const ws = acceptUpgrade(req, socket, head, SUBPROTOCOL, { maxMessage: MAX_MESSAGE, closeTimeoutMs: CLOSE_WAIT_MS });
+    const conn = new ServerConnection(ws, exp, auth.readOnly, this.sessions, peer);
+    this.connections.add(conn);
+    void conn.closed.then(() => this.connections.delete(conn));
   }
 
   /** SIGTERM path: refuse new clients, finish in-flight requests, flush every backend, close. */
@@ -138,11 +133,11 @@ export class StorageServer {
     // on the socket (a large READ reply) along with the close frame. Cut only what hangs.
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all([...this.wss.clients].map((ws) => new Promise((r) => ws.once('close', r)))),
+      Promise.all([...this.connections].map((c) => c.closed)),
       new Promise((r) => { timer = setTimeout(r, CLOSE_WAIT_MS); }),
     ]);
     clearTimeout(timer);
-    for (const ws of this.wss.clients) ws.terminate();
+    for (const c of this.connections) c.terminate();
     // Connections already gone (client cut, fenced) may still have operations running.
     await this.sessions.drained();
     this.sessions.clear();

@@ -5,4 +5,5 @@ export * from './codec.js';
 export * from './size.js';
 export * from './zero.js';
 export * from './log.js';
-export * from './send.js';
+export * from './ws.js';
+export * from './ws-handshake.js';

@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import WebSocket from 'ws';
+import type { ConnectionOptions } from 'node:tls';
 import {
-  CloseCode, Errno, FLAG_NO_UNMAP, LIMITS, Op, PROTOCOL_VERSION, ProtocolError, SUBPROTOCOL,
-  decodeMessage, encodeHello, encodeRequests, isAllZero, logger, sendParts,
-  type BlockReply, type BlockRequest, type Welcome,
+  CloseCode, Errno, FLAG_NO_UNMAP, LIMITS, Op, PROTOCOL_VERSION, ProtocolError, SUBPROTOCOL, WsHandshakeError,
+  decodeMessage, encodeHello, encodeRequests, isAllZero, logger, wsConnect,
+  type BlockReply, type BlockRequest, type Welcome, type WsConn,
 } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
 import { InflightTable, type InflightEntry } from './inflight.js';
@@ -32,8 +32,8 @@ export interface RemoteDiskOptions {
   /** Reconnect backoff: first delay and cap (ms). */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
-  /** Extra ws client options (TLS: ca, rejectUnauthorized). */
-  wsOptions?: WebSocket.ClientOptions;
+  /** TLS options for wss:// (ca, rejectUnauthorized); by default Node's trust store. */
+  tls?: ConnectionOptions;
 }
 
 /** Why a connect attempt failed, in one line for a person. */
@@ -55,9 +55,6 @@ export interface TransportStats {
   timedOut: number;
 }
 
-/** Client masking key of zeros: both ends are ours, and ws then skips the XOR pass. */
-const zeroMask = (mask: Buffer) => mask.fill(0);
-
 /** TLS verification failures (Node's codes): a configuration problem, not a transient one. */
 const TLS_TRUST_ERRORS = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -66,6 +63,8 @@ const TLS_TRUST_ERRORS = new Set([
 
 /** Largest batch message (payload bytes) the client builds. */
 const MAX_BATCH_BYTES = 16 << 20;
+/** Largest message accepted from the server (the server splits replies at 16 MiB of data). */
+const MAX_MESSAGE = 64 << 20;
 
 /**
  * The client transport: one remote export over one WebSocket at a time. It keeps every
@@ -76,7 +75,7 @@ const MAX_BATCH_BYTES = 16 << 20;
  */
 export class RemoteDisk extends EventEmitter implements BlockTarget {
   info!: DiskInfo;
-  private ws: WebSocket | undefined;
+  private ws: WsConn | undefined;
   private welcome: Welcome | undefined;
   private readonly table: InflightTable;
   private readonly lz4: boolean;
@@ -183,78 +182,50 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     for (const e of this.table.drainAll()) e.cb(Errno.ESHUTDOWN);
     this.stopTimers();
     const ws = this.ws;
-    if (ws && ws.readyState === WebSocket.OPEN) {
+    if (ws && ws.isOpen) {
+      // The close handshake; WsConn cuts the socket after 1 s without an answer.
       await new Promise<void>((r) => {
-        const t = setTimeout(() => { ws.terminate(); r(); }, 1000);
-        ws.once('close', () => { clearTimeout(t); r(); });
+        ws.onclose = () => r();
         ws.close(CloseCode.Normal, 'client closing');
       });
     } else {
       ws?.terminate();
     }
+    this.ready = false;
+    this.ws = undefined;
   }
 
   // --- connection -------------------------------------------------------------------------
 
-  private open(timeoutMs: number): Promise<void> {
+  private async open(timeoutMs: number): Promise<void> {
+    const headers: Record<string, string> = {};
+    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
+    const url = this.opts.url;
+    const t0 = Date.now();
+    let ws: WsConn;
+    try {
+      ws = await wsConnect({
+        url: new URL(url), protocol: SUBPROTOCOL, headers, maxMessage: MAX_MESSAGE, closeTimeoutMs: 1000,
+        timeoutMs: Math.min(timeoutMs, 30_000), ...(this.opts.tls ? { tls: this.opts.tls } : {}),
+      });
+    } catch (e) {
+      throw connectErrorOf(url, e as Error);
+    }
     return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = {};
-      if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
-      const ws = new WebSocket(this.opts.url, SUBPROTOCOL, {
-        ...this.opts.wsOptions,
-        headers,
-        perMessageDeflate: false,
-        handshakeTimeout: Math.min(timeoutMs, 30_000),
-        maxPayload: 64 << 20,
-        generateMask: zeroMask,
-        skipUTF8Validation: true,
-      } as WebSocket.ClientOptions);
-      ws.binaryType = 'nodebuffer';
       let settled = false;
       const fail = (err: ConnectError) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        ws.removeAllListeners();
-        ws.on('error', () => {});
+        ws.onmessage = () => {};
+        ws.onclose = () => {};
         ws.terminate();
         reject(err);
       };
-      const timer = setTimeout(() => fail(new ConnectError(`no answer from ${this.opts.url} within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
-      ws.on('unexpected-response', (_req, res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => { if (body.length < 512) body += d; });
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          const why = body.trim() || res.statusMessage || '';
-          const fatal = status === 400 || status === 401 || status === 403 || status === 404;
-          const what = status === 401 ? 'token refused' : status === 403 ? 'forbidden' : status === 404 ? 'unknown export' : `HTTP ${status}`;
-          fail(new ConnectError(`${this.opts.url}: ${what}: ${why}`, status, fatal));
-        });
-        res.on('error', () => fail(new ConnectError(`${this.opts.url}: HTTP ${res.statusCode}`, res.statusCode, false)));
-      });
-      ws.on('error', (err: NodeJS.ErrnoException) => {
-        // A certificate the client does not trust will not become trusted by retrying: final.
-        const tls = TLS_TRUST_ERRORS.has(err.code ?? '');
-        const text = err.code === 'ECONNREFUSED' ? 'connection refused (is the server running?)'
-          : err.code === 'ENOTFOUND' ? 'host not found'
-          : err.code === 'ECONNRESET' && this.opts.url.startsWith('ws:') ? 'connection reset (is it a wss:// server?)'
-          : tls ? `the server's TLS certificate is not trusted: ${err.message} (trust its CA with NODE_EXTRA_CA_CERTS=FILE)`
-          : err.code ?? err.message;
-        fail(new ConnectError(`cannot connect to ${this.opts.url}: ${text}`, undefined, tls));
-      });
-      ws.on('close', (code, reason) => fail(new ConnectError(`${this.opts.url} closed the connection during the handshake (${code} ${reason.toString()})`, undefined, code === CloseCode.BadHello)));
-      ws.on('open', () => {
-        ws.send(encodeHello({
-          version: PROTOCOL_VERSION,
-          clientId: this.clientId,
-          ...(this.sessionId ? { resume: this.sessionId } : {}),
-          features: this.lz4 ? ['lz4'] : [],
-          maxPayload: this.opts.maxPayload ?? LIMITS.maxPayloadDefault,
-        }));
-      });
-      ws.once('message', (data: Buffer, isBinary) => {
+      const left = Math.max(1, timeoutMs - (Date.now() - t0));
+      const timer = setTimeout(() => fail(new ConnectError(`no welcome from ${url} within ${Math.round(timeoutMs / 1000)} s`)), left);
+      ws.onclose = (code, reason) => fail(new ConnectError(`${url} closed the connection during the handshake (${code} ${reason})`, undefined, code === CloseCode.BadHello));
+      ws.onmessage = (data, isBinary) => {
         let welcome: Welcome;
         try {
           if (!isBinary) throw new ProtocolError('text message');
@@ -262,23 +233,30 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
           if (msg.kind !== 'welcome') throw new ProtocolError(`expected welcome, got ${msg.kind}`);
           welcome = msg.welcome;
         } catch (e) {
-          return fail(new ConnectError(`${this.opts.url}: bad welcome: ${(e as Error).message}`, undefined, true));
+          return fail(new ConnectError(`${url}: bad welcome: ${(e as Error).message}`, undefined, true));
         }
         if (this.welcome && (welcome.size !== this.welcome.size || welcome.blockSize !== this.welcome.blockSize)) {
-          return fail(new ConnectError(`${this.opts.url}: the export changed size or block size (${this.welcome.size} -> ${welcome.size}); refusing to replay onto it`, undefined, true));
+          return fail(new ConnectError(`${url}: the export changed size or block size (${this.welcome.size} -> ${welcome.size}); refusing to replay onto it`, undefined, true));
         }
         // close() ran while this reconnect was under way: do not bring the connection to life.
-        if (this.stopped) return fail(new ConnectError(`${this.opts.url}: transport closed`, undefined, true));
+        if (this.stopped) return fail(new ConnectError(`${url}: transport closed`, undefined, true));
         settled = true;
         clearTimeout(timer);
-        ws.removeAllListeners();
         this.attach(ws, welcome);
         resolve();
-      });
+      };
+      ws.start();
+      ws.send([encodeHello({
+        version: PROTOCOL_VERSION,
+        clientId: this.clientId,
+        ...(this.sessionId ? { resume: this.sessionId } : {}),
+        features: this.lz4 ? ['lz4'] : [],
+        maxPayload: this.opts.maxPayload ?? LIMITS.maxPayloadDefault,
+      })]);
     });
   }
 
-  private attach(ws: WebSocket, welcome: Welcome): void {
+  private attach(ws: WsConn, welcome: Welcome): void {
     const first = !this.welcome;
     this.ws = ws;
     this.welcome = welcome;
@@ -294,10 +272,9 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.epoch = welcome.epoch;
     if (welcome.nextSeq > this.nextSeq) this.nextSeq = welcome.nextSeq;
     this.alive = true;
-    ws.on('message', (data: Buffer, isBinary) => this.onMessage(ws, data, isBinary));
-    ws.on('pong', () => { this.alive = true; });
-    ws.on('close', (code, reason) => this.onClose(ws, code, reason.toString()));
-    ws.on('error', (err) => log.debug(`socket error: ${err.message}`));
+    ws.onmessage = (data, isBinary) => this.onMessage(ws, data, isBinary);
+    ws.onpong = () => { this.alive = true; };
+    ws.onclose = (code, reason) => this.onClose(ws, code, reason);
     // Replay: everything not completed goes again, in sequence order, before new requests.
     this.table.requeueAll();
     const replay = this.table.size;
@@ -311,7 +288,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.flush();
   }
 
-  private onClose(ws: WebSocket, code: number, reason: string): void {
+  private onClose(ws: WsConn, code: number, reason: string): void {
     if (ws !== this.ws) return;
     this.ready = false;
     this.ws = undefined;
@@ -373,7 +350,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       reqs.push({ seq: e.seq, op: e.req.op, flags: e.req.flags, offset: e.req.offset, length: e.req.length, payload: e.req.payload });
       bytes += e.req.op === Op.Write ? e.req.length : 0;
       if (reqs.length === LIMITS.maxRecords || bytes >= MAX_BATCH_BYTES || i === out.length - 1) {
-        sendParts(ws, encodeRequests(reqs, this.lz4));
+        ws.send(encodeRequests(reqs, this.lz4));
         reqs.length = 0;
         bytes = 0;
       }
@@ -381,7 +358,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     out.length = 0;
   }
 
-  private onMessage(ws: WebSocket, data: Buffer, isBinary: boolean): void {
+  private onMessage(ws: WsConn, data: Buffer, isBinary: boolean): void {
     if (ws !== this.ws) return;
     this.alive = true;
     let replies: BlockReply[];
@@ -393,7 +370,6 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     } catch (e) {
       log.error(`bad message from server: ${(e as Error).message}; reconnecting`);
       ws.close(CloseCode.Malformed, 'malformed message');
-      ws.terminate();
       return;
     }
     for (const rep of replies) {
@@ -443,6 +419,29 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     clearInterval(this.pingTimer);
     clearTimeout(this.reconnectTimer);
   }
+}
+
+/** A handshake failure as a ConnectError: one line for a person, and whether retrying can help. */
+function connectErrorOf(url: string, err: Error): ConnectError {
+  if (!(err instanceof WsHandshakeError)) return new ConnectError(`cannot connect to ${url}: ${err.message}`);
+  const status = err.status;
+  if (status !== undefined && status !== 101) {
+    const why = err.body?.trim() || err.message;
+    const fatal = status === 400 || status === 401 || status === 403 || status === 404;
+    const what = status === 401 ? 'token refused' : status === 403 ? 'forbidden' : status === 404 ? 'unknown export' : `HTTP ${status}`;
+    return new ConnectError(`${url}: ${what}: ${why}`, status, fatal);
+  }
+  if (status === 101) return new ConnectError(`${url}: ${err.message}`, undefined, true);
+  // A certificate the client does not trust will not become trusted by retrying: final.
+  const code = err.code ?? '';
+  const tls = TLS_TRUST_ERRORS.has(code);
+  const text = code === 'ECONNREFUSED' ? 'connection refused (is the server running?)'
+    : code === 'ENOTFOUND' ? 'host not found'
+    : code === 'ECONNRESET' && url.startsWith('ws:') ? 'connection reset (is it a wss:// server?)'
+    : tls ? `the server's TLS certificate is not trusted: ${err.message} (trust its CA with NODE_EXTRA_CA_CERTS=FILE)`
+    : code || err.message;
+  if (code === 'ETIMEDOUT') return new ConnectError(`${url}: ${err.message}`);
+  return new ConnectError(`cannot connect to ${url}: ${text}`, undefined, tls);
 }
 
 /** Validates a ws[s]:// URL with an export path. */

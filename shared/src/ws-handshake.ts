@@ -1,0 +1,193 @@
+// The WebSocket opening handshake of both ends (RFC 6455 section 4), for WsConn.
+//
+// Client: the socket is opened with `onread`, so every read, the HTTP response included, goes
+// into a buffer we choose; once the 101 is checked the same socket feeds the FrameReader.
+// Server: http's 'upgrade' event has parsed the request; we check it and write the 101.
+import type { IncomingMessage } from 'node:http';
+import { connect as netConnect, isIP, type OnReadOpts, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { WsConn, acceptKey, isValidKey, newKey, type ReadTarget, type WsConnOptions } from './ws.js';
+
+/** Why a client handshake failed. `status`/`body`: the server answered other than 101. */
+export class WsHandshakeError extends Error {
+  override name = 'WsHandshakeError';
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly body?: string,
+    /** errno or TLS code of a socket error (ECONNREFUSED, DEPTH_ZERO_SELF_SIGNED_CERT, ...). */
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface WsConnectOptions extends WsConnOptions {
+  /** ws:// or wss:// URL (with a port). */
+  url: URL;
+  protocol: string;
+  headers?: Record<string, string>;
+  /** TLS options for wss:// (ca, rejectUnauthorized, ...). */
+  tls?: ConnectionOptions;
+  timeoutMs: number;
+}
+
+/** Largest HTTP response head (status line and headers) accepted. */
+const MAX_HEAD = 16 * 1024;
+/** Body of a refusal kept for the error message. */
+const MAX_BODY = 512;
+
+/** Sends reads to whoever reads the socket now: the handshake, then the frame reader. */
+class Redirect implements ReadTarget {
+  constructor(public target: ReadTarget) {}
+  nextBuffer(): Buffer {
+    return this.target.nextBuffer();
+  }
+  filled(n: number): void {
+    this.target.filled(n);
+  }
+}
+
+/** Collects the HTTP response: head, then (for a refusal) up to MAX_BODY bytes of body. */
+class ResponseReader implements ReadTarget {
+  buf = Buffer.allocUnsafe(MAX_HEAD + MAX_BODY);
+  len = 0;
+  constructor(private readonly onBytes: () => void) {}
+  nextBuffer(): Buffer {
+    return this.buf.subarray(this.len);
+  }
+  filled(n: number): void {
+    this.len += n;
+    this.onBytes();
+  }
+}
+
+interface ParsedHead {
+  status: number;
+  statusText: string;
+  headers: Map<string, string>;
+  headEnd: number;
+}
+
+function parseHead(buf: Buffer, len: number): ParsedHead | null {
+  const end = buf.subarray(0, len).indexOf('\r\n\r\n');
+  if (end < 0) return null;
+  const lines = buf.toString('latin1', 0, end).split('\r\n');
+  const m = /^HTTP\/1\.[01] (\d{3}) ?(.*)$/.exec(lines[0] ?? '');
+  if (!m) throw new WsHandshakeError(`not an HTTP response: '${(lines[0] ?? '').slice(0, 60)}'`);
+  const headers = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  return { status: Number(m[1]), statusText: m[2] ?? '', headers, headEnd: end + 4 };
+}
+
+/** Opens a WebSocket; resolves once the server's 101 is checked. Call start() on it. */
+export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
+  return new Promise((resolve, reject) => {
+    const url = opts.url;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(url.port);
+    const key = newKey();
+    let settled = false;
+    let head: ParsedHead | null = null;
+    const response = new ResponseReader(() => onBytes());
+    const redirect = new Redirect(response);
+    const onread: OnReadOpts = { buffer: () => redirect.nextBuffer(), callback: (n: number) => { redirect.filled(n); return true; } };
+    // tls.connect takes onread as net.connect does (Node >= 12); @types/node does not list it.
+    const socket: Socket = url.protocol === 'wss:'
+      ? tlsConnect({ ...opts.tls, host, port, ...(isIP(host) ? {} : { servername: host }), onread } as ConnectionOptions)
+      : netConnect({ host, port, onread });
+
+    const done = (err: WsHandshakeError | null, conn?: WsConn) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else {
+        resolve(conn!);
+      }
+    };
+    const timer = setTimeout(() => done(new WsHandshakeError(`no answer within ${Math.round(opts.timeoutMs / 1000)} s`, undefined, undefined, 'ETIMEDOUT')), opts.timeoutMs);
+    const onError = (err: NodeJS.ErrnoException) => done(new WsHandshakeError(err.message, undefined, undefined, err.code));
+    const onClose = () => {
+      if (head && head.status !== 101) return refusal(true);
+      done(new WsHandshakeError('the server closed the connection during the handshake', undefined, undefined, 'ECONNRESET'));
+    };
+    socket.on('error', onError);
+    socket.on('close', onClose);
+
+    const refusal = (ended: boolean) => {
+      const h = head!;
+      const length = Number(h.headers.get('content-length') ?? NaN);
+      const have = response.len - h.headEnd;
+      const want = Number.isFinite(length) ? Math.min(length, MAX_BODY) : MAX_BODY;
+      if (have < want && !ended && response.len < response.buf.length) return;
+      const body = response.buf.toString('utf8', h.headEnd, h.headEnd + Math.min(have, want));
+      done(new WsHandshakeError(`HTTP ${h.status} ${h.statusText}`.trim(), h.status, body));
+    };
+
+    const onBytes = () => {
+      if (settled) return;
+      if (!head) {
+        try {
+          head = parseHead(response.buf, response.len);
+        } catch (e) {
+          return done(e as WsHandshakeError);
+        }
+        if (!head) {
+          if (response.len >= MAX_HEAD) done(new WsHandshakeError(`HTTP response head larger than ${MAX_HEAD} bytes`));
+          return;
+        }
+      }
+      if (head.status !== 101) return refusal(false);
+      const h = head.headers;
+      if ((h.get('upgrade') ?? '').toLowerCase() !== 'websocket') return done(new WsHandshakeError('101 without Upgrade: websocket'));
+      if (h.get('sec-websocket-accept') !== acceptKey(key)) return done(new WsHandshakeError('wrong Sec-WebSocket-Accept in the 101'));
+      if (h.get('sec-websocket-protocol') !== opts.protocol) {
+        return done(new WsHandshakeError(`the server did not accept subprotocol ${opts.protocol} (it answered '${h.get('sec-websocket-protocol') ?? ''}')`, 101));
+      }
+      // Frames that came in the same read as the 101 wait in the connection for start().
+      const conn = new WsConn(socket, 'client', opts, response.buf.subarray(head.headEnd, response.len));
+      redirect.target = conn.reader;
+      done(null, conn);
+    };
+
+    const lines = [
+      `GET ${url.pathname}${url.search} HTTP/1.1`,
+      `Host: ${url.host}`,
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${key}`,
+      'Sec-WebSocket-Version: 13',
+      `Sec-WebSocket-Protocol: ${opts.protocol}`,
+      ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+    ];
+    socket.write(lines.join('\r\n') + '\r\n\r\n');
+  });
+}
+
+/** What is wrong with an upgrade request as WebSocket (RFC 6455 4.2.1), or undefined. */
+export function upgradeProblem(req: IncomingMessage): string | undefined {
+  if (req.method !== 'GET') return `method ${req.method} (a WebSocket upgrade is a GET)`;
+  if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return 'Upgrade: websocket required';
+  if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version: 13 required';
+  if (!isValidKey(req.headers['sec-websocket-key'])) return 'missing or malformed Sec-WebSocket-Key';
+  return undefined;
+}
+
+/** Accepts a checked upgrade: writes the 101 and returns the connection (call start()). */
+export function acceptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string, opts: WsConnOptions): WsConn {
+  const key = req.headers['sec-websocket-key'] as string;
+  socket.write(
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`,
+  );
+  return new WsConn(socket as Socket, 'server', opts, head);
+}
