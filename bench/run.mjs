@@ -33,7 +33,10 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
   --ramp S           warm-up seconds per fio run, not counted (default 1)
   --rounds N         interleaved rounds; the table shows the median per target (default 2)
   --jobs a,b         jobs to run (default all): ${JOBS.map((j) => j.name).join(', ')}
-  --targets a,b      targets to run (default all): ${Object.keys(TARGETS).join(', ')}
+  --targets a,b      targets to run (default: ours, nbdkit1, nbdkit2, and base with --baseline)
+  --baseline DIR     also run target 'base': the wsblk of another built checkout (e.g. a git
+                     worktree of an older commit), same topology as ours; the table adds ours/base.
+                     The A/B of a lever in one interleaved run
   --quick            --runtime 2 --ramp 1 --rounds 1 (a smoke run)
   --compress ALGO    lz4 | none, passed to our \`wsblk connect\` (default none). fio's buffers are
                      random, so lz4 finds nothing to compress: this measures its cost only
@@ -58,7 +61,7 @@ const OPTIONS = {
   jobs: { type: 'string' }, targets: { type: 'string' }, quick: { type: 'boolean' },
   compress: { type: 'string' }, size: { type: 'string' }, region: { type: 'string' },
   'no-rss': { type: 'boolean' }, 'nbdkit2-tcp': { type: 'boolean' }, 'json-only': { type: 'boolean' }, profile: { type: 'boolean' },
-  vm: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  vm: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, baseline: { type: 'string' },
 };
 
 function parseOptions(argv) {
@@ -71,7 +74,8 @@ function parseOptions(argv) {
     ramp: num('ramp', 1),
     rounds: num('rounds', quick ? 1 : 2, { min: 1, int: true }),
     jobs: list('jobs', JOBS.map((j) => j.name)),
-    targets: list('targets', Object.keys(TARGETS)),
+    targets: list('targets', Object.keys(TARGETS).filter((t) => t !== 'base' || values.baseline)),
+    baseline: values.baseline ?? null,
     quick, compress,
     size: size('size', '1G'),
     region: size('region', '256M'),
@@ -82,6 +86,7 @@ function parseOptions(argv) {
     vm: !!values.vm,
     help: !!values.help,
   };
+  if (opts.targets.includes('base') && !opts.baseline) throw new UsageError('target base needs --baseline DIR');
   if (toBytes(opts.region) > toBytes(opts.size)) throw new UsageError(`--region ${opts.region} is larger than --size ${opts.size}`);
   return opts;
 }
@@ -214,13 +219,13 @@ async function benchmark(opts, dir) {
   const started = new Date();
   const results = {
     kind: 'wsblk-bench', startedAt: started.toISOString(), machine: machineInfo({ fio: ['fio', ['--version']], nbdkit: ['nbdkit', ['--version']] }),
-    options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix' },
+    options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix', baseline: opts.baseline },
     nbdkitThreads: 'nbdkit default (16)',
   };
   const targets = {};
   for (const key of opts.targets) {
     log(`starting ${key}: ${TARGETS[key]}`);
-    targets[key] = await startTarget(key, { dir, size: opts.size, compress: opts.compress, nbdkit2Tcp: opts.nbdkit2Tcp });
+    targets[key] = await startTarget(key, { dir, size: opts.size, compress: opts.compress, nbdkit2Tcp: opts.nbdkit2Tcp, baseline: opts.baseline });
   }
   results.prefill = {};
   for (const key of opts.targets) {

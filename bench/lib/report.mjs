@@ -21,7 +21,7 @@ const ratio = (a, b) => (a == null || b == null || b === 0 ? null : a / b);
 /** ours / peer for throughput (higher is better for ours) and latency (lower is better for ours). */
 export function ratios(job, med) {
   const out = {};
-  for (const peer of ['nbdkit1', 'nbdkit2']) {
+  for (const peer of ['nbdkit1', 'nbdkit2', 'base']) {
     const o = med.ours;
     const p = med[peer];
     out[peer] = {
@@ -76,18 +76,22 @@ export function table(rows, header) {
 export function formatReport(results) {
   const out = [];
   const rows = [];
+  // A --baseline run adds the other checkout's figures and ours/base.
+  const base = Object.values(results.jobs).some((j) => j.median.base);
   for (const [name, j] of Object.entries(results.jobs)) {
     const m = j.median;
     const primary = j.metric === 'iops' ? ['IOPS', 'iops', 0] : ['MiB/s', 'mibps', 1];
-    rows.push([name, primary[0], fmtNum(m.ours?.[primary[1]], primary[2]), fmtNum(m.nbdkit1?.[primary[1]], primary[2]), fmtNum(m.nbdkit2?.[primary[1]], primary[2]),
-      fmtRatio(j.ratios.nbdkit1[primary[1]]), fmtRatio(j.ratios.nbdkit2[primary[1]])]);
-    rows.push(['', 'p50 clat', fmtUs(m.ours?.clatP50Us), fmtUs(m.nbdkit1?.clatP50Us), fmtUs(m.nbdkit2?.clatP50Us), fmtRatio(j.ratios.nbdkit1.clatP50), fmtRatio(j.ratios.nbdkit2.clatP50)]);
-    rows.push(['', 'p99 clat', fmtUs(m.ours?.clatP99Us), fmtUs(m.nbdkit1?.clatP99Us), fmtUs(m.nbdkit2?.clatP99Us), fmtRatio(j.ratios.nbdkit1.clatP99), fmtRatio(j.ratios.nbdkit2.clatP99)]);
+    const row = (label, value, fmt, field) => [label, value, ...['ours', 'nbdkit1', 'nbdkit2', ...(base ? ['base'] : [])].map((t) => fmt(m[t])),
+      ...['nbdkit1', 'nbdkit2', ...(base ? ['base'] : [])].map((t) => fmtRatio(j.ratios[t][field]))];
+    rows.push(row(name, primary[0], (x) => fmtNum(x?.[primary[1]], primary[2]), primary[1]));
+    rows.push(row('', 'p50 clat', (x) => fmtUs(x?.clatP50Us), 'clatP50'));
+    rows.push(row('', 'p99 clat', (x) => fmtUs(x?.clatP99Us), 'clatP99'));
   }
   out.push(`Median of ${results.options.rounds} interleaved round(s), ${results.options.runtime} s each (+${results.options.ramp} s ramp), region ${results.options.region} of a ${results.options.size} disk; `
-    + `ours --compress ${results.options.compress}; nbdkit 2 hops over a ${results.options.nbdkit2Hop === 'tcp' ? 'loopback TCP' : 'Unix'} socket.`);
+    + `ours --compress ${results.options.compress}; nbdkit 2 hops over a ${results.options.nbdkit2Hop === 'tcp' ? 'loopback TCP' : 'Unix'} socket.`
+    + (base ? ` base: wsblk of ${results.options.baseline}.` : ''));
   out.push('Throughput ratio ours/peer: higher is better for ours. Latency ratio ours/peer: LOWER is better for ours.');
-  out.push(table(rows, ['job', 'metric', 'ours', 'nbdkit-1hop', 'nbdkit-2hop', 'ours/1hop', 'ours/2hop']));
+  out.push(table(rows, ['job', 'metric', 'ours', 'nbdkit-1hop', 'nbdkit-2hop', ...(base ? ['base'] : []), 'ours/1hop', 'ours/2hop', ...(base ? ['ours/base'] : [])]));
   const failed = Object.entries(results.jobs).flatMap(([name, j]) => Object.entries(j.runs).flatMap(([t, runs]) => runs.filter((x) => x.error).map((x) => `${name} on ${t}: ${x.error}`)));
   if (failed.length) out.push('', 'Failed runs:', ...failed.map((f) => `  ${f}`));
 

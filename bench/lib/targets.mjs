@@ -2,8 +2,9 @@
 //   ours     wsblk serve (memory export) <- WebSocket <- wsblk connect --nbd (two hops)
 //   nbdkit1  nbdkit memory (one hop)
 //   nbdkit2  nbdkit nbd plugin -> nbdkit memory (two hops, the same topology as ours)
+//   base     ours, but the wsblk of another checkout (--baseline DIR): a lever's A/B in one run
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { startProc, stopProc, waitFor } from './procs.mjs';
@@ -14,21 +15,29 @@ export const TARGETS = {
   ours: 'wsblk (NBD -> ws -> server, memory)',
   nbdkit1: 'nbdkit memory (1 hop)',
   nbdkit2: 'nbdkit nbd -> nbdkit memory (2 hops)',
+  base: 'wsblk of --baseline DIR (as ours)',
 };
+
+/** The wsblk entry point of a checkout (built: client/dist present). */
+export function wsblkOf(dir) {
+  const bin = join(resolve(dir), 'client', 'bin', 'wsblk.js');
+  if (!existsSync(join(resolve(dir), 'client', 'dist', 'cli', 'main.js'))) throw new Error(`--baseline ${dir}: not a built wsblk checkout (no client/dist/cli/main.js; run npm ci there)`);
+  return bin;
+}
 
 const nbdUri = (sock) => `nbd+unix:///?socket=${sock}`;
 
 /** wsblk serve with the given exports; resolves { proc, port } once it listens. */
-export async function startWsblkServer({ dir, exports, nodeArgs = [], name = 'wsblk-serve' }) {
-  const args = [...nodeArgs, WSBLK, 'serve', '--listen', '127.0.0.1:0', ...exports.flatMap((e) => ['--export', e])];
+export async function startWsblkServer({ dir, exports, nodeArgs = [], name = 'wsblk-serve', wsblk = WSBLK }) {
+  const args = [...nodeArgs, wsblk, 'serve', '--listen', '127.0.0.1:0', ...exports.flatMap((e) => ['--export', e])];
   const proc = startProc(name, process.execPath, args, { cwd: dir });
   const m = await waitFor('the server to listen', () => /listening on wss?:\/\/\S*:(\d+)\//.exec(proc.stderr()), { proc, timeoutMs: 30_000 });
   return { proc, port: Number(m[1]) };
 }
 
 /** wsblk connect --nbd --foreground; resolves { proc, uri } once the daemon prints its NBD URI. */
-export async function startWsblkDaemon({ dir, url, sock, compress = 'none', nodeArgs = [], name = 'wsblk-daemon' }) {
-  const args = [...nodeArgs, WSBLK, 'connect', url, '--nbd', sock, '--foreground', '--compress', compress];
+export async function startWsblkDaemon({ dir, url, sock, compress = 'none', nodeArgs = [], name = 'wsblk-daemon', wsblk = WSBLK }) {
+  const args = [...nodeArgs, wsblk, 'connect', url, '--nbd', sock, '--foreground', '--compress', compress];
   const proc = startProc(name, process.execPath, args, { cwd: dir, env: { WSBLK_RUN_DIR: join(dir, 'run') } });
   const m = await waitFor('the daemon to print its NBD URI', () => /^(nbd\+unix:\S+)$/m.exec(proc.stdout()), { proc, timeoutMs: 30_000 });
   return { proc, uri: m[1] };
@@ -46,15 +55,16 @@ async function startNbdkit({ dir, name, sock, port, plugin }) {
 /**
  * Starts one target. Returns { key, label, uri, procs: { name: proc }, pids: { role: pid }, stop() }.
  */
-export async function startTarget(key, { dir, size, compress, nodeArgs = [], nbdkit2Tcp = false }) {
+export async function startTarget(key, { dir, size, compress, nodeArgs = [], nbdkit2Tcp = false, baseline }) {
   const procs = [];
   const stop = async () => { for (const p of procs.reverse()) await stopProc(p); };
   try {
-    if (key === 'ours') {
-      const sock = join(dir, 'ours.sock');
-      const server = await startWsblkServer({ dir, exports: [`b0=memory:${size}`], nodeArgs });
+    if (key === 'ours' || key === 'base') {
+      const sock = join(dir, `${key}.sock`);
+      const wsblk = key === 'base' ? wsblkOf(baseline) : WSBLK;
+      const server = await startWsblkServer({ dir, exports: [`b0=memory:${size}`], nodeArgs, wsblk, name: `${key}-serve` });
       procs.push(server.proc);
-      const daemon = await startWsblkDaemon({ dir, url: `ws://127.0.0.1:${server.port}/b0`, sock, compress, nodeArgs });
+      const daemon = await startWsblkDaemon({ dir, url: `ws://127.0.0.1:${server.port}/b0`, sock, compress, nodeArgs, wsblk, name: `${key}-daemon` });
       procs.push(daemon.proc);
       return { key, label: TARGETS[key], uri: daemon.uri, pids: { server: server.proc.pid, daemon: daemon.proc.pid }, procs: { server: server.proc, daemon: daemon.proc }, stop };
     }
