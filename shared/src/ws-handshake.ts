@@ -89,7 +89,7 @@ export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
   return new Promise((resolve, reject) => {
     const url = opts.url;
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    const port = Number(url.port);
+    const port = Number(url.port) || (url.protocol === 'wss:' ? 443 : 80);
     const key = newKey();
     let settled = false;
     let head: ParsedHead | null = null;

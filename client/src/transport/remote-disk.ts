@@ -109,7 +109,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
   /** Connects and waits for the welcome. Rejects with a ConnectError that says why. */
   static async connect(opts: RemoteDiskOptions): Promise<RemoteDisk> {
     const url = parseUrl(opts.url);
-    const disk = new RemoteDisk({ ...opts, url: url.href });
+    const disk = new RemoteDisk({ ...opts, url: withPort(url) });
     const timeoutMs = opts.connectTimeoutMs ?? 30_000;
     // 0 waits for the server forever (a recovering daemon: the kernel holds the I/O meanwhile).
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
@@ -396,6 +396,14 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
           e.cb(Errno.EIO);
         }
         if (late.length) log.warn(`${late.length} requests failed with EIO after the ${ioTimeout / 1000} s I/O timeout`);
+        // A failed WRITE whose frame still waits in the socket's queue (the kernel took only part
+        // of it) would leave later with whatever its buffer holds by then (a ublk tag buffer is
+        // reused at once): cut the connection, which drops that queue; the rest is replayed.
+        const ws = this.ws;
+        if (ws && ws.socket.writableLength > 0 && late.some((e) => e.sent && e.req.op === Op.Write)) {
+          log.warn('dropping the connection: a timed-out write may still be queued on it');
+          ws.terminate();
+        }
       }, Math.min(1000, ioTimeout));
       this.ioTimer.unref();
     }
@@ -444,6 +452,13 @@ function connectErrorOf(url: string, err: Error): ConnectError {
   return new ConnectError(`cannot connect to ${url}: ${text}`, undefined, tls);
 }
 
+/** The URL as text with its port always written out (URL drops a scheme's default port). */
+function withPort(url: URL): string {
+  if (url.port) return url.href;
+  const user = url.username ? `${url.username}${url.password ? ':' + url.password : ''}@` : '';
+  return `${url.protocol}//${user}${url.hostname}:${url.protocol === 'wss:' ? 443 : 80}${url.pathname}${url.search}`;
+}
+
 /** Validates a ws[s]:// URL with an export path. */
 export function parseUrl(text: string): URL {
   let url: URL;
@@ -458,6 +473,8 @@ export function parseUrl(text: string): URL {
   if (url.pathname.replace(/^\/+/, '') === '') {
     throw new ConnectError(`'${text}': no export name (expected ws://HOST:PORT/EXPORT)`, undefined, true);
   }
-  if (!url.port) url.port = '7690';
+  // No port: 7690. An explicit port stays, even the scheme's default (ws://host:80/x), which
+  // URL drops from url.port; wsConnect then uses the scheme's default.
+  if (!url.port && !/^wss?:\/\/(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/?#]*):\d+(?:[/?#]|$)/i.test(text.trim())) url.port = '7690';
   return url;
 }
