@@ -69,15 +69,4 @@ export class TokenAuth {
   }
 }
 
-/** Reads a client token file: the first non-empty, non-comment line. */
-export function readTokenFile(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read token file ${path}: ${(e as Error).message}`);
-  }
-  const line = text.split('\n').map((l) => l.replace(/#.*/, '').trim()).find(Boolean);
-  if (!line) throw new Error(`token file ${path} holds no token`);
-  return line.split(/\s+/)[0]!;
-}
+export { readTokenFile } from '@wsblk/shared';

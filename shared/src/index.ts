@@ -7,3 +7,4 @@ export * from './zero.js';
 export * from './log.js';
 export * from './ws.js';
 export * from './ws-handshake.js';
+export * from './token.js';

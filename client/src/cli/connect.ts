@@ -1,8 +1,8 @@
+import { readTokenFile } from '@wsblk/shared';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { Command, Option } from 'commander';
-import { readTokenFile } from '@wsblk/server';
 import { ublkAvailable } from '@wsblk/native';
 import { ConnectError, parseUrl, type RemoteDiskOptions } from '../transport/remote-disk.js';
 import { Daemon } from '../daemon/daemon.js';

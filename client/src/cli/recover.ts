@@ -1,6 +1,6 @@
+import { readTokenFile } from '@wsblk/shared';
 import { closeSync, openSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { readTokenFile } from '@wsblk/server';
 import { getDeviceInfo } from '@wsblk/native';
 import { ublkFrontend } from '../daemon/frontends.js';
 import { spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
