@@ -89,8 +89,11 @@ class Inbox {
   }
 }
 
-/** What a WsConn reported: messages, pongs and its one close. */
-function watch(conn: WsConn) {
+/**
+ * What a WsConn reported: messages, pongs and its one close. Sets the handlers, then calls
+ * start() (a WsConn delivers nothing before it) unless `start` is false.
+ */
+function watch(conn: WsConn, { start = true }: { start?: boolean } = {}) {
   const w = {
     inbox: new Inbox(),
     pongs: 0,
@@ -105,6 +108,7 @@ function watch(conn: WsConn) {
   });
   conn.onmessage = (data, binary) => w.inbox.add(data, binary);
   conn.onpong = () => { w.pongs++; };
+  if (start) conn.start();
   return w;
 }
 
@@ -156,8 +160,11 @@ async function ourServer(onConn: (conn: WsConn, req: IncomingMessage) => void, o
   const http = createHttpServer((_req, res) => { res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket only'); });
   const sockets = trackSockets(http);
   const problems: string[] = [];
+  /** Bytes that came with each upgrade request (`head`). */
+  const heads: number[] = [];
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
+    heads.push(head.length);
     const problem = upgradeProblem(req);
     if (problem) {
       problems.push(problem);
@@ -166,7 +173,7 @@ async function ourServer(onConn: (conn: WsConn, req: IncomingMessage) => void, o
     onConn(acceptUpgrade(req, socket, head, PROTOCOL, { maxMessage: opts.maxMessage ?? 8 * MiB, closeTimeoutMs: opts.closeTimeoutMs ?? 1000 }), req);
   });
   const port = await listen(http);
-  return { port, problems, url: new URL(`ws://127.0.0.1:${port}/disk0`), close: () => shut(http, sockets) };
+  return { port, problems, heads, url: new URL(`ws://127.0.0.1:${port}/disk0`), close: () => shut(http, sockets) };
 }
 
 /** A `ws` WebSocketServer that picks our subprotocol. */
@@ -227,6 +234,7 @@ async function refused(opts: WsConnectOptions): Promise<WsHandshakeError> {
     assert.ok(e instanceof WsHandshakeError, `expected a WsHandshakeError, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
     return e;
   }
+  conn.start();
   conn.terminate();
   assert.fail('wsConnect resolved; expected a refusal');
 }
@@ -265,22 +273,142 @@ function clientFrame(opcode: number, payload: Buffer, opts: { fin?: boolean; mas
   return out;
 }
 
-/** The close code in the first close frame among unmasked server frames, or undefined. */
-function closeCodeIn(stream: Buffer): number | undefined {
+/** The complete frames in a byte stream (masked payloads unmasked). */
+function framesIn(stream: Buffer): Array<{ opcode: number; payload: Buffer }> {
+  const out: Array<{ opcode: number; payload: Buffer }> = [];
   let pos = 0;
   while (pos + 2 <= stream.length) {
-    const op = stream[pos]! & 0x0f;
+    const opcode = stream[pos]! & 0x0f;
+    const masked = (stream[pos + 1]! & 0x80) !== 0;
     let len = stream[pos + 1]! & 0x7f;
     let hl = 2;
     if (len === 126) { len = stream.readUInt16BE(pos + 2); hl = 4; } else if (len === 127) { len = Number(stream.readBigUInt64BE(pos + 2)); hl = 10; }
-    if (op === 8) return len >= 2 ? stream.readUInt16BE(pos + hl) : WS_CLOSE.noStatus;
+    const key = masked ? stream.subarray(pos + hl, pos + hl + 4) : null;
+    if (masked) hl += 4;
+    if (pos + hl + len > stream.length) break;
+    const payload = Buffer.from(stream.subarray(pos + hl, pos + hl + len));
+    if (key) for (let i = 0; i < len; i++) payload[i] ^= key[i & 3]!;
+    out.push({ opcode, payload });
     pos += hl + len;
   }
-  return undefined;
+  return out;
+}
+
+/** The close code in the first close frame of a stream of frames, or undefined. */
+function closeCodeIn(stream: Buffer): number | undefined {
+  const close = framesIn(stream).find((f) => f.opcode === 8);
+  if (!close) return undefined;
+  return close.payload.length >= 2 ? close.payload.readUInt16BE(0) : WS_CLOSE.noStatus;
 }
 
 /** The 101 answer for a request key, with the given extra header lines. */
 const switching = (key: string, lines: string[]) => ['HTTP/1.1 101 Switching Protocols', ...lines.map((l) => l.replace('$ACCEPT', acceptKey(key)))].join('\r\n') + '\r\n\r\n';
+
+/** The header lines of a good 101. */
+const GOOD_101 = ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Accept: $ACCEPT', `Sec-WebSocket-Protocol: ${PROTOCOL}`];
+
+/** A good upgrade request for our server. */
+const upgradeRequest = () =>
+  `GET /disk0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${PROTOCOL}\r\n\r\n`;
+
+/** Our server, with its accepted connections (not started) handed out in order by next(). */
+async function ourServerQueue(opts: { maxMessage?: number; closeTimeoutMs?: number } = {}) {
+  const ready: WsConn[] = [];
+  const waiting: Array<(c: WsConn) => void> = [];
+  const srv = await ourServer((conn) => {
+    const w = waiting.shift();
+    if (w) w(conn);
+    else ready.push(conn);
+  }, opts);
+  const next = () => within(ready.length ? Promise.resolve(ready.shift()!) : new Promise<WsConn>((r) => waiting.push(r)), 5000, 'accepted');
+  return { ...srv, next };
+}
+
+/**
+ * A raw TCP client of our server: writes the upgrade request (and `extra` in the same write),
+ * waits for the 101. after(): the bytes the server sent after its 101.
+ */
+async function rawClient(port: number, extra?: Buffer) {
+  const s = netConnect({ host: '127.0.0.1', port });
+  s.on('error', () => {});
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  const closed = new Promise<void>((r) => s.once('close', () => r()));
+  s.write(extra ? Buffer.concat([Buffer.from(upgradeRequest()), extra]) : upgradeRequest());
+  const all = () => Buffer.concat(chunks);
+  await within((async () => { while (!all().includes('\r\n\r\n')) await sleep(5); })(), 5000, '101');
+  assert.match(all().toString('latin1', 0, 13), /^HTTP\/1\.1 101/);
+  const after = () => {
+    const a = all();
+    return a.subarray(a.indexOf('\r\n\r\n') + 4);
+  };
+  return { s, closed, after };
+}
+
+/**
+ * A raw TCP server for one client: answers the upgrade with a good 101 (and `extra` in the same
+ * write). socket(): its end of the connection; received(): what the client sent after its request.
+ */
+async function rawPeer(extra?: Buffer) {
+  let resolveSocket!: (s: Socket) => void;
+  const accepted = new Promise<Socket>((r) => { resolveSocket = r; });
+  const received: Buffer[] = [];
+  const srv = await rawHttpServer((socket, _head, key) => {
+    socket.on('data', (c: Buffer) => received.push(c));
+    socket.write(Buffer.concat([Buffer.from(switching(key, GOOD_101)), extra ?? Buffer.alloc(0)]));
+    resolveSocket(socket);
+  });
+  return { srv, socket: () => within(accepted, 5000, 'upgrade request'), received: () => Buffer.concat(received) };
+}
+
+/** A frame as a server sends it (not masked). */
+const serverFrame = (opcode: number, payload: Buffer) => clientFrame(opcode, payload, { masked: false });
+
+/** A close frame payload: the code, then the reason bytes. */
+function closePayload(code: number, reason: Buffer | string = ''): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(code, 0);
+  return Buffer.concat([b, Buffer.from(reason)]);
+}
+
+/**
+ * Sends a raw close frame with `payload` to our server (from a raw client) and to our client
+ * (from a raw server). For each: what onclose reported, and the code of the close frame it sent.
+ */
+async function rawCloseBothWays(payload: Buffer) {
+  // To our server.
+  const srv = await ourServerQueue();
+  let server: { code: number; reason: string; sent: number | undefined };
+  try {
+    const c = await rawClient(srv.port);
+    const conn = await srv.next();
+    const mine = watch(conn);
+    c.s.write(clientFrame(8, payload, { key: 0x11223344 }));
+    const got = await within(mine.closed, 5000, 'server onclose');
+    await within(c.closed, 5000, 'the server ending the connection');
+    server = { ...got, sent: closeCodeIn(c.after()) };
+    c.s.destroy();
+  } finally {
+    await srv.close();
+  }
+  // To our client.
+  const peer = await rawPeer();
+  let client: { code: number; reason: string; sent: number | undefined };
+  let conn: WsConn | undefined;
+  try {
+    conn = await wsConnect(connectOpts(peer.srv.url));
+    const mine = watch(conn);
+    const sock = await peer.socket();
+    sock.write(serverFrame(8, payload));
+    const got = await within(mine.closed, 5000, 'client onclose');
+    await within(Promise.all(peer.srv.socketClosed), 5000, 'the connection closed');
+    client = { ...got, sent: closeCodeIn(peer.received()) };
+  } finally {
+    conn?.terminate();
+    await peer.srv.close();
+  }
+  return { server, client };
+}
 
 // --- (a) our client, ws server -----------------------------------------------------------------
 
@@ -578,7 +706,7 @@ describe('a ws client against an http server using upgradeProblem/acceptUpgrade'
 
   test('bad upgrades get 400 from the handler that uses upgradeProblem', async () => {
     let accepted = 0;
-    const srv = await ourServer((conn) => { accepted++; conn.terminate(); });
+    const srv = await ourServer((conn) => { accepted++; conn.start(); conn.terminate(); });
     try {
       const base = (lines: string[], method = 'GET') => `${method} /disk0 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n${lines.join('\r\n')}\r\n\r\n`;
       const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==';
@@ -614,7 +742,7 @@ describe('a ws client against an http server using upgradeProblem/acceptUpgrade'
 
   test('a ws client asking with a bad version is refused with 400', async () => {
     let accepted = 0;
-    const srv = await ourServer((conn) => { accepted++; conn.terminate(); });
+    const srv = await ourServer((conn) => { accepted++; conn.start(); conn.terminate(); });
     try {
       const ws = new WebSocket(srv.url, PROTOCOL, { protocolVersion: 8 });
       const status = await within(new Promise<number>((resolve) => {
@@ -784,7 +912,7 @@ describe('our client and our server together', () => {
   }
 
   test('1000 messages of random sizes (1 B .. 300 KiB, seeded) echo back byte-exact and in order', async () => {
-    const { srv, client } = await ours((conn) => { conn.onmessage = (data) => conn.send([data]); });
+    const { srv, client } = await ours((conn) => { conn.onmessage = (data) => conn.send([data]); conn.start(); });
     try {
       const r = rng(2024);
       const source = bytes(1 * MiB, 7);
@@ -933,5 +1061,247 @@ describe('our client and our server together', () => {
       client?.terminate();
       await srv.close();
     }
+  });
+});
+
+// --- (f) what comes with the handshake waits for start() ----------------------------------------
+
+describe('messages that come with the handshake wait for start()', () => {
+  test('wsConnect: a frame in the same write as the 101 reaches onmessage once start() is called (at once, or 50 ms later)', async () => {
+    for (const delay of [0, 50]) {
+      const peer = await rawPeer(Buffer.concat([Buffer.from([0x82, 0x05]), Buffer.from('hello')]));
+      let conn: WsConn | undefined;
+      try {
+        conn = await wsConnect(connectOpts(peer.srv.url));
+        if (delay) await sleep(delay);
+        const mine = watch(conn);
+        await mine.inbox.count(1, 5000);
+        assert.equal(mine.inbox.items[0]!.data.toString(), 'hello', `delay ${delay}`);
+        assert.equal(mine.inbox.items[0]!.binary, true);
+        await sleep(20);
+        assert.equal(mine.inbox.items.length, 1, 'once');
+        assert.equal(conn.isOpen, true);
+      } finally {
+        conn?.terminate();
+        await peer.srv.close();
+      }
+    }
+  });
+
+  test('wsConnect against a ws server that sends in its connection handler: the message arrives on 20 of 20 connections', async () => {
+    const srv = await wsServer();
+    let n = 0;
+    srv.wss.on('connection', (ws) => ws.send(Buffer.from(`welcome ${n++}`)));
+    const conns: WsConn[] = [];
+    try {
+      const got: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const conn = await wsConnect(connectOpts(srv.url));
+        conns.push(conn);
+        const mine = watch(conn);
+        await mine.inbox.count(1, 2000).catch(() => {});
+        got.push(mine.inbox.items.map((m) => m.data.toString()).join(','));
+        conn.terminate();
+      }
+      const missed = got.filter((g, i) => g !== `welcome ${i}`).length;
+      assert.equal(missed, 0, `welcome missed on ${missed} of 20 connections: ${JSON.stringify(got)}`);
+    } finally {
+      for (const c of conns) c.terminate();
+      await srv.close();
+    }
+  });
+
+  test('acceptUpgrade: a masked frame in the same write as the upgrade request (`head`) reaches onmessage after start() (at once, or 50 ms later)', async () => {
+    for (const delay of [0, 50]) {
+      let server!: ReturnType<typeof watch>;
+      let resolveWatched!: () => void;
+      const watched = new Promise<void>((r) => { resolveWatched = r; });
+      const srv = await ourServer((conn) => {
+        const go = () => { server = watch(conn); resolveWatched(); };
+        if (delay) setTimeout(go, delay);
+        else go();
+      });
+      let c: Awaited<ReturnType<typeof rawClient>> | undefined;
+      try {
+        c = await rawClient(srv.port, clientFrame(2, Buffer.from('hello'), { key: 0x01020304 }));
+        await within(watched, 5000, 'accepted');
+        await server.inbox.count(1, 5000);
+        assert.equal(srv.heads[0], 11, 'the frame came in `head` (the path under test)');
+        assert.equal(server.inbox.items[0]!.data.toString(), 'hello', `delay ${delay}`);
+        assert.equal(server.inbox.items[0]!.binary, true);
+        await sleep(20);
+        assert.equal(server.inbox.items.length, 1, 'once');
+      } finally {
+        c?.s.destroy();
+        await srv.close();
+      }
+    }
+  });
+
+  test('our client: a message already parsed (the ping after it was answered) reaches onmessage only at start()', async () => {
+    const srv = await wsServer();
+    const next = srv.next();
+    let conn: WsConn | undefined;
+    try {
+      conn = await wsConnect(connectOpts(srv.url));
+      const { ws } = await within(next, 5000, 'connection');
+      const mine = watch(conn, { start: false });
+      ws.send(Buffer.from('queued'));
+      const pong = once(ws, 'pong');
+      ws.ping(Buffer.from('after the message'));
+      // Frames are parsed in order: once the ping is answered, 'queued' has been parsed.
+      await within(pong, 5000, 'pong');
+      await sleep(20);
+      assert.equal(mine.inbox.items.length, 0, 'nothing before start()');
+      conn.start();
+      assert.equal(mine.inbox.items.length, 1, 'start() delivers it at once');
+      assert.equal(mine.inbox.items[0]!.data.toString(), 'queued');
+      conn.start();
+      assert.equal(mine.inbox.items.length, 1, 'a second start() delivers nothing again');
+      ws.send(Buffer.from('live'));
+      await mine.inbox.count(2);
+      assert.equal(mine.inbox.items[1]!.data.toString(), 'live');
+    } finally {
+      conn?.terminate();
+      await srv.close();
+    }
+  });
+
+  test('our server: a message already parsed (the ping after it was answered) reaches onmessage only at start()', async () => {
+    const srv = await ourServerQueue();
+    const ws = new WebSocket(srv.url, PROTOCOL);
+    ws.on('error', () => {});
+    try {
+      await within(once(ws, 'open'), 5000, 'ws open');
+      const conn = await srv.next();
+      const mine = watch(conn, { start: false });
+      ws.send(Buffer.from('queued'));
+      const pong = once(ws, 'pong');
+      ws.ping(Buffer.from('after the message'));
+      await within(pong, 5000, 'pong');
+      await sleep(20);
+      assert.equal(mine.inbox.items.length, 0, 'nothing before start()');
+      conn.start();
+      assert.equal(mine.inbox.items.length, 1, 'start() delivers it at once');
+      assert.equal(mine.inbox.items[0]!.data.toString(), 'queued');
+      ws.send(Buffer.from('live'));
+      await mine.inbox.count(2);
+      assert.equal(mine.inbox.items[1]!.data.toString(), 'live');
+    } finally {
+      ws.terminate();
+      await srv.close();
+    }
+  });
+
+  test('a close that comes before start() reaches onclose only at start(), with its code and reason', async () => {
+    const srv = await wsServer();
+    srv.wss.on('connection', (ws) => ws.close(4002, 'not today'));
+    let conn: WsConn | undefined;
+    try {
+      conn = await wsConnect(connectOpts(srv.url));
+      const socketClosed = new Promise<void>((r) => conn!.socket.once('close', () => r()));
+      const mine = watch(conn, { start: false });
+      await within(socketClosed, 5000, 'socket closed');
+      await sleep(10);
+      assert.equal(mine.closes.length, 0, 'no onclose before start()');
+      conn.start();
+      assert.deepEqual(mine.closes, [{ code: 4002, reason: 'not today' }]);
+    } finally {
+      conn?.terminate();
+      await srv.close();
+    }
+  });
+});
+
+// --- (g) send([]) and close frames a peer may not send ------------------------------------------
+
+describe('send([]) and the close frames a peer sends', () => {
+  test('send([]) delivers an empty binary message: our client to a ws server, our server to a ws client', async () => {
+    // Our client -> ws server.
+    {
+      const srv = await wsServer();
+      const next = srv.next();
+      let conn: WsConn | undefined;
+      try {
+        conn = await wsConnect(connectOpts(srv.url));
+        const { ws } = await within(next, 5000, 'connection');
+        const theirs = watchWs(ws);
+        watch(conn);
+        conn.send([]);
+        conn.send([Buffer.from('after')]);
+        await theirs.inbox.count(2);
+        assert.equal(theirs.inbox.items[0]!.data.length, 0);
+        assert.equal(theirs.inbox.items[0]!.binary, true);
+        assert.equal(theirs.inbox.items[1]!.data.toString(), 'after');
+      } finally {
+        conn?.terminate();
+        await srv.close();
+      }
+    }
+    // Our server -> ws client.
+    {
+      const srv = await ourServerQueue();
+      const ws = new WebSocket(srv.url, PROTOCOL);
+      ws.on('error', () => {});
+      try {
+        const theirs = watchWs(ws);
+        await within(once(ws, 'open'), 5000, 'ws open');
+        const conn = await srv.next();
+        watch(conn);
+        conn.send([]);
+        conn.send([Buffer.from('after')]);
+        await theirs.inbox.count(2);
+        assert.equal(theirs.inbox.items[0]!.data.length, 0);
+        assert.equal(theirs.inbox.items[0]!.binary, true);
+        assert.equal(theirs.inbox.items[1]!.data.toString(), 'after');
+      } finally {
+        ws.terminate();
+        await srv.close();
+      }
+    }
+    // On the wire: 82 00.
+    {
+      const srv = await ourServerQueue();
+      let c: Awaited<ReturnType<typeof rawClient>> | undefined;
+      try {
+        c = await rawClient(srv.port);
+        const conn = await srv.next();
+        watch(conn);
+        conn.send([]);
+        await within((async () => { while (c!.after().length < 2) await sleep(5); })(), 5000, 'the frame');
+        await sleep(20);
+        assert.deepEqual([...c.after()], [0x82, 0x00]);
+      } finally {
+        c?.s.destroy();
+        await srv.close();
+      }
+    }
+  });
+
+  for (const code of [1005, 999, 1006, 2000, 5000]) {
+    test(`a close frame with code ${code} (may not be sent) closes with 1002, at our server and at our client`, async () => {
+      const { server, client } = await rawCloseBothWays(closePayload(code, 'x'));
+      assert.equal(server.code, WS_CLOSE.protocol, `server onclose (${server.reason})`);
+      assert.equal(server.sent, WS_CLOSE.protocol, 'the server\'s close frame');
+      assert.equal(client.code, WS_CLOSE.protocol, `client onclose (${client.reason})`);
+      assert.equal(client.sent, WS_CLOSE.protocol, 'the client\'s close frame');
+    });
+  }
+
+  test('a close reason that is not UTF-8 (ff fe) closes with 1002, at our server and at our client', async () => {
+    const { server, client } = await rawCloseBothWays(closePayload(4000, Buffer.from([0xff, 0xfe])));
+    assert.equal(server.code, WS_CLOSE.protocol, `server onclose (${server.reason})`);
+    assert.equal(server.sent, WS_CLOSE.protocol);
+    assert.equal(client.code, WS_CLOSE.protocol, `client onclose (${client.reason})`);
+    assert.equal(client.sent, WS_CLOSE.protocol);
+  });
+
+  test('a close with code 3000 and a UTF-8 reason arrives at onclose as is, and the code is echoed', async () => {
+    const reason = 'wartung — bis 18:00 ✓ 🛠';
+    const { server, client } = await rawCloseBothWays(closePayload(3000, reason));
+    assert.deepEqual({ code: server.code, reason: server.reason }, { code: 3000, reason });
+    assert.equal(server.sent, 3000);
+    assert.deepEqual({ code: client.code, reason: client.reason }, { code: 3000, reason });
+    assert.equal(client.sent, 3000);
   });
 });

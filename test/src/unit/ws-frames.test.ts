@@ -2,10 +2,13 @@
 // (the server's 'data' chunks) and through nextBuffer()/filled() (the client's onread), with a
 // sink that records everything. Checks byte-exact payloads over every length encoding, the
 // handling of masks by role, fragmentation, every protocol error (once, nothing after), and that
-// buffers handed over are never written again by later reads.
+// buffers handed over are never written again by later reads. Then WsConn over a fake socket:
+// nothing reaches its handlers before start(), and start() delivers what came early.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { FrameReader, WS_CLOSE, type FrameSink } from '@wsblk/shared';
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { FrameReader, WS_CLOSE, WsConn, type FrameSink } from '@wsblk/shared';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -697,5 +700,230 @@ describe('FrameReader: protocol errors (one onProtocolError with the code, nothi
     const rec = new Recorder();
     feedWhole(new FrameReader(rec, false, max), wire);
     checkEvents(rec, [{ kind: 'control', opcode: OP.ping, payload: ping }, { kind: 'message', data: bytes(10, 2) }], 'controls and max');
+  });
+});
+
+// --- WsConn and start() --------------------------------------------------------------------------
+
+/** The parts of a net.Socket that WsConn uses; records what is written. */
+class FakeSocket extends EventEmitter {
+  readonly written: Buffer[] = [];
+  destroyed = false;
+  writable = true;
+  setNoDelay(): this {
+    return this;
+  }
+  write(b: Buffer | string): boolean {
+    this.written.push(Buffer.from(b));
+    return true;
+  }
+  cork(): void {}
+  uncork(): void {}
+  end(): this {
+    this.writable = false;
+    return this;
+  }
+  destroy(): this {
+    if (!this.destroyed) {
+      this.destroyed = true;
+      this.writable = false;
+      this.emit('close', false);
+    }
+    return this;
+  }
+  /** Frames written so far, as [opcode, payload] (unmasking client frames). */
+  frames(): Array<[number, Buffer]> {
+    const all = Buffer.concat(this.written);
+    const out: Array<[number, Buffer]> = [];
+    let pos = 0;
+    while (pos + 2 <= all.length) {
+      const op = all[pos]! & 0x0f;
+      const masked = (all[pos + 1]! & 0x80) !== 0;
+      let len = all[pos + 1]! & 0x7f;
+      let hl = 2;
+      if (len === 126) { len = all.readUInt16BE(pos + 2); hl = 4; } else if (len === 127) { len = Number(all.readBigUInt64BE(pos + 2)); hl = 10; }
+      const key = masked ? all.subarray(pos + hl, pos + hl + 4) : null;
+      if (masked) hl += 4;
+      const payload = Buffer.from(all.subarray(pos + hl, pos + hl + len));
+      if (key) for (let i = 0; i < payload.length; i++) payload[i] ^= key[i & 3]!;
+      out.push([op, payload]);
+      pos += hl + len;
+    }
+    return out;
+  }
+}
+
+/** A WsConn over a fake socket, recording what reaches its handlers (handlers set, not started). */
+function fakeConn(role: 'client' | 'server', head?: Buffer) {
+  const socket = new FakeSocket();
+  const conn = new WsConn(socket as unknown as Socket, role, { maxMessage: MiB, closeTimeoutMs: 60_000 }, head);
+  const log: string[] = [];
+  conn.onmessage = (data, binary) => log.push(`message ${binary ? 'bin' : 'text'} ${data.toString()}`);
+  conn.onclose = (code, reason) => log.push(`close ${code} ${reason}`);
+  conn.onpong = () => log.push('pong');
+  return { socket, conn, log };
+}
+
+/** Bytes into a client WsConn as its onread would put them: nextBuffer(), copy, filled(). */
+function readInto(conn: WsConn, wire: Buffer): void {
+  let off = 0;
+  while (off < wire.length) {
+    const dst = conn.reader.nextBuffer();
+    const n = wire.copy(dst, 0, off, Math.min(wire.length, off + dst.length));
+    conn.reader.filled(n);
+    off += n;
+  }
+}
+
+describe('WsConn: nothing reaches the handlers before start()', () => {
+  const masked = (opcode: number, payload: Buffer | string) => encodeFrame({ opcode, payload: Buffer.from(payload), mask: 0x0a0b0c0d });
+  const plain = (opcode: number, payload: Buffer | string) => encodeFrame({ opcode, payload: Buffer.from(payload) });
+
+  test('server: frames in `head` wait for start(); pings are answered meanwhile; start() delivers them once, in order', () => {
+    const head = join([masked(OP.binary, 'one'), masked(OP.ping, 'p1'), masked(OP.text, 'two')]);
+    const { socket, conn, log } = fakeConn('server', head);
+    assert.deepEqual(log, [], 'nothing delivered by the constructor');
+    // The ping among them was answered (control frames do not wait).
+    assert.deepEqual(socket.frames().map(([op, p]) => `${op} ${p.toString()}`), [`${OP.pong} p1`]);
+    // More messages before start() queue behind them.
+    socket.emit('data', join([masked(OP.binary, 'three'), masked(OP.pong, '')]));
+    assert.deepEqual(log, ['pong'], 'a pong is not a message: it is not held');
+    conn.start();
+    assert.deepEqual(log, ['pong', 'message bin one', 'message text two', 'message bin three'], 'start() delivers synchronously, in order');
+    conn.start();
+    assert.equal(log.length, 4, 'a second start() delivers nothing again');
+    socket.emit('data', masked(OP.binary, 'four'));
+    assert.deepEqual(log.slice(4), ['message bin four'], 'after start(), messages go straight through');
+  });
+
+  test('client: frames read before start() (the same read as the 101) wait for it', () => {
+    const { conn, log } = fakeConn('client', join([plain(OP.binary, 'hello')]));
+    readInto(conn, join([plain(OP.binary, 'x'.repeat(200)), plain(OP.binary, bytes(40 * KiB, 1))]));
+    assert.deepEqual(log, []);
+    conn.start();
+    assert.equal(log.length, 3);
+    assert.equal(log[0], 'message bin hello');
+    assert.equal(log[1], `message bin ${'x'.repeat(200)}`);
+    assert.match(String(log[2]), /^message bin /);
+    readInto(conn, plain(OP.binary, 'later'));
+    assert.equal(log[3], 'message bin later');
+  });
+
+  test('no handler is called at all before start(), even for a message already parsed: a late handler still gets it', () => {
+    const socket = new FakeSocket();
+    const conn = new WsConn(socket as unknown as Socket, 'server', { maxMessage: MiB }, masked(OP.binary, 'early'));
+    socket.emit('data', masked(OP.binary, 'early too'));
+    // Handlers set only now, long after both were parsed.
+    const got: string[] = [];
+    conn.onmessage = (data) => got.push(data.toString());
+    assert.deepEqual(got, []);
+    conn.start();
+    assert.deepEqual(got, ['early', 'early too']);
+  });
+
+  test('a socket that closes before start(): onclose (1006) only at start()', () => {
+    const { socket, conn, log } = fakeConn('server');
+    socket.destroy();
+    assert.deepEqual(log, []);
+    conn.start();
+    assert.deepEqual(log, [`close ${WS_CLOSE.abnormal} `]);
+    conn.start();
+    assert.equal(log.length, 1);
+  });
+
+  test('a close frame and the socket close before start(): onclose with the peer\'s code and reason only at start()', () => {
+    const payload = Buffer.concat([Buffer.from([0x0f, 0xa2]), Buffer.from('gone')]); // 4002
+    const { socket, conn, log } = fakeConn('server', masked(OP.close, payload));
+    // The close was answered with the same code.
+    const sent = socket.frames();
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]![0], OP.close);
+    assert.equal(sent[0]![1].readUInt16BE(0), 4002);
+    socket.destroy();
+    assert.deepEqual(log, []);
+    conn.start();
+    assert.deepEqual(log, ['close 4002 gone']);
+  });
+});
+
+describe('WsConn: send([]) and incoming close frames', () => {
+  const masked = (payload: Buffer) => encodeFrame({ opcode: OP.close, payload, mask: 0x01020304 });
+
+  test('send([]) writes one empty binary frame (unmasked by a server, masked by a client)', () => {
+    const server = fakeConn('server');
+    server.conn.start();
+    server.conn.send([]);
+    assert.deepEqual(Buffer.concat(server.socket.written), Buffer.from([0x82, 0x00]));
+    const client = fakeConn('client');
+    client.conn.start();
+    client.conn.send([]);
+    assert.deepEqual(Buffer.concat(client.socket.written), Buffer.from([0x82, 0x80, 0, 0, 0, 0]));
+  });
+
+  const code = (n: number, reason: Buffer = Buffer.alloc(0)) => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16BE(n, 0);
+    return Buffer.concat([b, reason]);
+  };
+
+  for (const bad of [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535]) {
+    test(`a close frame with code ${bad} is a protocol error: 1002 sent and reported`, () => {
+      const { socket, conn, log } = fakeConn('server', masked(code(bad, Buffer.from('why'))));
+      conn.start();
+      const sent = socket.frames();
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0]![0], OP.close);
+      assert.equal(sent[0]![1].readUInt16BE(0), WS_CLOSE.protocol);
+      socket.destroy();
+      assert.equal(log.length, 1);
+      assert.match(log[0]!, /^close 1002 /);
+    });
+  }
+
+  for (const good of [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999]) {
+    test(`a close frame with code ${good} is accepted and echoed`, () => {
+      const { socket, conn, log } = fakeConn('server', masked(code(good, Buffer.from('ok ✓'))));
+      conn.start();
+      const sent = socket.frames();
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0]![1].readUInt16BE(0), good);
+      socket.destroy();
+      assert.deepEqual(log, [`close ${good} ok ✓`]);
+    });
+  }
+
+  for (const [what, reason] of [
+    ['0xff 0xfe', Buffer.from([0xff, 0xfe])],
+    ['a truncated 3-byte sequence', Buffer.from([0x61, 0xe2, 0x82])],
+    ['an encoded surrogate', Buffer.from([0xed, 0xa0, 0x80])],
+    ['an overlong encoding', Buffer.from([0xc0, 0xaf])],
+  ] as const) {
+    test(`a close reason that is not UTF-8 (${what}) is a protocol error: 1002`, () => {
+      const { socket, conn, log } = fakeConn('server', masked(code(4000, reason)));
+      conn.start();
+      const sent = socket.frames();
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0]![1].readUInt16BE(0), WS_CLOSE.protocol);
+      socket.destroy();
+      assert.equal(log.length, 1);
+      assert.match(log[0]!, /^close 1002 /);
+    });
+  }
+
+  test('a close frame of 1 byte is a protocol error; an empty one reports 1005 and is answered with an empty close', () => {
+    const one = fakeConn('server', masked(Buffer.from([0x03])));
+    one.conn.start();
+    assert.equal(one.socket.frames()[0]![1].readUInt16BE(0), WS_CLOSE.protocol);
+    one.socket.destroy();
+    assert.match(one.log[0]!, /^close 1002 /);
+
+    const empty = fakeConn('server', masked(Buffer.alloc(0)));
+    empty.conn.start();
+    const sent = empty.socket.frames();
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]![0], OP.close);
+    assert.equal(sent[0]![1].length, 0);
+    empty.socket.destroy();
+    assert.deepEqual(empty.log, [`close ${WS_CLOSE.noStatus} `]);
   });
 });
