@@ -341,6 +341,7 @@ export class WsConn implements FrameSink {
   /** Messages (and a close) that came before start(); null once started. */
   private early: Array<[Buffer, boolean]> | null = [];
   private earlyClose: [number, string] | undefined;
+  private closedByOwner = false;
 
   /**
    * role 'server': the socket came from an HTTP upgrade and is read with 'data' events.
@@ -362,7 +363,12 @@ export class WsConn implements FrameSink {
     const early = this.early;
     if (!early) return;
     this.early = null;
-    for (const [data, binary] of early) if (this.state === 'open') this.onmessage(data, binary);
+    // Everything queued arrived while the connection was open, even if a close (or a protocol
+    // error) came after it: deliver it in order, unless the owner closes meanwhile.
+    for (const [data, binary] of early) {
+      if (this.closedByOwner) break;
+      this.onmessage(data, binary);
+    }
     if (this.earlyClose) this.onclose(...this.earlyClose);
   }
 
@@ -397,6 +403,11 @@ export class WsConn implements FrameSink {
 
   /** Starts the close handshake; the socket is cut if the peer does not answer in time. */
   close(code: number = WS_CLOSE.normal, reason = ''): void {
+    this.closedByOwner = true;
+    this.sendClose(code, reason);
+  }
+
+  private sendClose(code: number, reason: string): void {
     if (this.state !== 'open') return;
     this.state = 'closing';
     // A close reason must fit in 123 bytes.
@@ -451,7 +462,7 @@ export class WsConn implements FrameSink {
 
   onProtocolError(code: number, reason: string): void {
     if (this.state === 'open') {
-      this.close(code, reason);
+      this.sendClose(code, reason);
       this.peerClose = { code, reason };
     }
     this.socket.end();
