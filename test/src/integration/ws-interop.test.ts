@@ -1211,6 +1211,36 @@ describe('messages that come with the handshake wait for start()', () => {
       await srv.close();
     }
   });
+
+  test('a ws server that sends, then closes, in its connection handler: start() after the socket closed delivers the message, then onclose', async () => {
+    const srv = await wsServer();
+    srv.wss.on('connection', (ws) => {
+      ws.send(Buffer.from('export removed'));
+      ws.close(4002, 'bye');
+    });
+    let conn: WsConn | undefined;
+    try {
+      conn = await wsConnect(connectOpts(srv.url));
+      const socketClosed = new Promise<void>((r) => conn!.socket.once('close', () => r()));
+      const order: string[] = [];
+      const mine = watch(conn, { start: false });
+      const { onmessage, onclose } = conn;
+      conn.onmessage = (data, binary) => { order.push('message'); onmessage(data, binary); };
+      conn.onclose = (code, reason) => { order.push('close'); onclose(code, reason); };
+      // Both the message and the close have come before start().
+      await within(socketClosed, 5000, 'socket closed');
+      await sleep(10);
+      assert.equal(mine.inbox.items.length, 0, 'no message before start()');
+      assert.equal(mine.closes.length, 0, 'no onclose before start()');
+      conn.start();
+      assert.deepEqual(mine.inbox.items.map((m) => [m.data.toString(), m.binary]), [['export removed', true]]);
+      assert.deepEqual(mine.closes, [{ code: 4002, reason: 'bye' }]);
+      assert.deepEqual(order, ['message', 'close'], 'the message first, then onclose');
+    } finally {
+      conn?.terminate();
+      await srv.close();
+    }
+  });
 });
 
 // --- (g) send([]) and close frames a peer may not send ------------------------------------------

@@ -844,6 +844,46 @@ describe('WsConn: nothing reaches the handlers before start()', () => {
     conn.start();
     assert.deepEqual(log, ['close 4002 gone']);
   });
+
+  // Messages that came before start() are delivered even when a close came after them (they
+  // were dropped once the connection was no longer open at start()).
+  const closeWith = (code: number, reason = '') => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16BE(code, 0);
+    return Buffer.concat([b, Buffer.from(reason)]);
+  };
+
+  test('a message, a close frame and the socket close, all before start(): start() delivers the message, then onclose', () => {
+    const { socket, conn, log } = fakeConn('server', join([masked(OP.binary, 'last words'), masked(OP.close, closeWith(4002, 'gone'))]));
+    socket.destroy();
+    assert.deepEqual(log, []);
+    conn.start();
+    assert.deepEqual(log, ['message bin last words', 'close 4002 gone']);
+  });
+
+  test('a message and a close frame before start(), the socket still open: start() delivers the message; onclose when the socket closes', () => {
+    const { socket, conn, log } = fakeConn('server', join([masked(OP.binary, 'last words'), masked(OP.close, closeWith(4002))]));
+    assert.equal(socket.destroyed, false);
+    conn.start();
+    assert.deepEqual(log, ['message bin last words']);
+    socket.destroy();
+    assert.deepEqual(log, ['message bin last words', 'close 4002 ']);
+  });
+
+  test('a message and a protocol error (an unmasked frame to a server) before start(): start() delivers the message, then onclose 1002', () => {
+    const { socket, conn, log } = fakeConn('server', join([masked(OP.binary, 'fine'), plain(OP.binary, 'x')]));
+    // The error was answered with a 1002 close.
+    const sent = socket.frames();
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]![0], OP.close);
+    assert.equal(sent[0]![1].readUInt16BE(0), WS_CLOSE.protocol);
+    socket.destroy();
+    assert.deepEqual(log, []);
+    conn.start();
+    assert.equal(log.length, 2, JSON.stringify(log));
+    assert.equal(log[0], 'message bin fine');
+    assert.match(log[1]!, /^close 1002 /);
+  });
 });
 
 describe('WsConn: send([]) and incoming close frames', () => {
