@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { FrameReader, WS_CLOSE, WsConn, type FrameSink } from '@wsblk/shared';
+import { between, bytes, rng } from '../support/random.js';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -17,37 +18,6 @@ const MiB = 1 << 20;
 const OP = { cont: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 } as const;
 
 // --- helpers -----------------------------------------------------------------------------------
-
-/** A seeded PRNG (mulberry32): floats in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** An integer in [lo, hi]. */
-const between = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
-
-/** `n` pseudo-random bytes from `seed` (xorshift32, 4 bytes per step). */
-function bytes(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = (Math.imul(seed + 1, 2654435761) >>> 0) || 1;
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    b.writeInt32LE(x | 0, i);
-  }
-  for (; i < n; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 interface FrameSpec {
   opcode: number;
