@@ -179,9 +179,12 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       await new Promise((r) => setTimeout(r, 10));
     }
     this.stopped = true;
-    for (const e of this.table.drainAll()) e.cb(Errno.ESHUTDOWN);
-    this.stopTimers();
     const ws = this.ws;
+    const left = this.table.drainAll();
+    // A failed WRITE must not leave later from the socket's queue (see the I/O timeout).
+    if (ws && ws.socket.writableLength > 0 && left.some((e) => e.sent && e.req.op === Op.Write)) ws.terminate();
+    for (const e of left) e.cb(Errno.ESHUTDOWN);
+    this.stopTimers();
     if (ws && ws.isOpen) {
       // The close handshake; WsConn cuts the socket after 1 s without an answer.
       await new Promise<void>((r) => {
