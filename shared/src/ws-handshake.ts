@@ -127,7 +127,9 @@ export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
       const h = head!;
       const length = Number(h.headers.get('content-length') ?? NaN);
       const have = response.len - h.headEnd;
-      const want = Number.isFinite(length) ? Math.min(length, MAX_BODY) : MAX_BODY;
+      // Without a Content-Length (chunked, or a body up to the close) the status is what counts:
+      // take the body as far as it came, rather than wait for a close that may never come.
+      const want = Number.isFinite(length) ? Math.min(length, MAX_BODY) : have;
       if (have < want && !ended && response.len < response.buf.length) return;
       const body = response.buf.toString('utf8', h.headEnd, h.headEnd + Math.min(have, want));
       done(new WsHandshakeError(`HTTP ${h.status} ${h.statusText}`.trim(), h.status, body));

@@ -770,6 +770,20 @@ describe('wsConnect refusals', () => {
     }
   });
 
+  test('a refusal without Content-Length on a connection kept open is reported at once, not at the timeout', async () => {
+    const srv = await rawHttpServer((socket) => {
+      socket.write('HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n9\r\nno export\r\n0\r\n\r\n');
+    });
+    try {
+      const t0 = performance.now();
+      const e = await refused(connectOpts(srv.url, { timeoutMs: 5000 }));
+      assert.equal(e.status, 404);
+      assert.ok(performance.now() - t0 < 2000, `took ${Math.round(performance.now() - t0)} ms`);
+    } finally {
+      await srv.close();
+    }
+  });
+
   test('a 101 with a wrong Sec-WebSocket-Accept is rejected and the socket closed', async () => {
     const srv = await rawHttpServer((socket, _head, key) => {
       socket.write(switching(key + 'x', ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Accept: $ACCEPT', `Sec-WebSocket-Protocol: ${PROTOCOL}`]));
