@@ -19,6 +19,10 @@ export class Session {
   private active = 0;
   private drainWaiters: Array<() => void> = [];
   private readonly applied = new Map<number, number>();
+  /** The ids in `applied`, oldest first from ringPos (a ring: evicting is O(1)). */
+  private readonly ring = new Float64Array(DEDUP_WINDOW);
+  private ringLen = 0;
+  private ringPos = 0;
   private expiry: NodeJS.Timeout | undefined;
 
   constructor(readonly exportName: string, readonly clientId: string) {}
@@ -47,10 +51,17 @@ export class Session {
 
   /** Records the status of an applied (non-read) request. */
   remember(seq: number, status: number): void {
-    if (this.applied.size >= DEDUP_WINDOW) {
-      const oldest = this.applied.keys().next().value as number;
-      this.applied.delete(oldest);
+    // Not "delete the Map's first key": deleted entries stay in a Map's table as holes until it
+    // is rehashed, so finding the first live key scans them; that was 14 % of the server's busy
+    // time under 4k random writes (profile in bench/README.md, lever 11).
+    if (this.applied.has(seq)) {
+      this.applied.set(seq, status);
+      return;
     }
+    if (this.ringLen === DEDUP_WINDOW) this.applied.delete(this.ring[this.ringPos]!);
+    else this.ringLen++;
+    this.ring[this.ringPos] = seq;
+    this.ringPos = (this.ringPos + 1) % DEDUP_WINDOW;
     this.applied.set(seq, status);
   }
 

@@ -39,6 +39,21 @@ test('the dedup window is bounded at 4096 entries and forgets the oldest first',
   assert.equal(s.recall(4999), 4999 % 7);
 });
 
+test('an id remembered again keeps one place in the window and its newest status', () => {
+  const s = new Session('d', 'c');
+  s.remember(0, 5);
+  for (let seq = 1; seq < 4096; seq++) {
+    s.remember(seq, 0);
+    s.remember(seq, 28); // a replay that ran again before its first answer was recorded
+  }
+  assert.equal(s.recall(0), 5, 'the window holds 4096 ids, not 4096 remember() calls');
+  assert.equal(s.recall(4095), 28);
+  s.remember(4096, 0);
+  assert.equal(s.recall(0), undefined, 'the oldest goes first');
+  assert.equal(s.recall(1), 28);
+  assert.equal(s.recall(4096), 0);
+});
+
 test('takeOver bumps the epoch and fences the previous owner, once', () => {
   const s = new Session('d', 'c');
   const a = new Owner();
