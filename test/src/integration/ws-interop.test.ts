@@ -196,6 +196,27 @@ function connectOpts(url: URL, over: Partial<WsConnectOptions> = {}): WsConnectO
   return { url, protocol: PROTOCOL, maxMessage: 8 * MiB, timeoutMs: 5000, closeTimeoutMs: 1000, ...over };
 }
 
+/**
+ * A `ws` server (wsServer()) with our client connected to it (connectOpts(srv.url, over)): both
+ * ends of the connection, and close() to cut the client and shut the server. If the connect or
+ * the server's connection does not come, cleans up before rethrowing.
+ */
+async function connectToWsServer(over: Partial<WsConnectOptions> = {}) {
+  const srv = await wsServer();
+  const next = srv.next();
+  let conn: WsConn | undefined;
+  try {
+    conn = await wsConnect(connectOpts(srv.url, over));
+    const { ws, req } = await within(next, 5000, 'connection');
+    const c = conn;
+    return { srv, conn: c, ws, req, close: async () => { c.terminate(); await srv.close(); } };
+  } catch (e) {
+    conn?.terminate();
+    await srv.close();
+    throw e;
+  }
+}
+
 /** Expects wsConnect to reject with a WsHandshakeError; returns it. */
 async function refused(opts: WsConnectOptions): Promise<WsHandshakeError> {
   let conn: WsConn | undefined;
@@ -385,12 +406,8 @@ async function rawCloseBothWays(payload: Buffer) {
 
 describe('wsConnect against a ws WebSocketServer', () => {
   test('messages of 0 B, 3 B, 70 KiB and 4 MiB both ways, byte-exact; headers and subprotocol as sent', async () => {
-    const srv = await wsServer();
-    let conn: WsConn | undefined;
+    const { conn, ws, req, close } = await connectToWsServer({ headers: { authorization: 'Bearer t0ken' } });
     try {
-      const next = srv.next();
-      conn = await wsConnect(connectOpts(srv.url, { headers: { authorization: 'Bearer t0ken' } }));
-      const { ws, req } = await within(next, 5000, 'connection');
       assert.equal(ws.protocol, PROTOCOL);
       assert.equal(req.headers.authorization, 'Bearer t0ken');
       assert.equal(req.headers['sec-websocket-version'], '13');
@@ -428,18 +445,13 @@ describe('wsConnect against a ws WebSocketServer', () => {
       // The buffers handed to onmessage earlier still hold their bytes.
       down.forEach((b, i) => sameBytes(mine.inbox.items[i]!.data, b, `kept message ${i}`));
     } finally {
-      conn?.terminate();
-      await srv.close();
+      await close();
     }
   });
 
   test('the ws server\'s ping gets a pong with its payload; our ping gets the ws server\'s pong', async () => {
-    const srv = await wsServer();
-    let conn: WsConn | undefined;
+    const { conn, ws, close } = await connectToWsServer();
     try {
-      const next = srv.next();
-      conn = await wsConnect(connectOpts(srv.url));
-      const { ws } = await within(next, 5000, 'connection');
       const mine = watch(conn);
       const pong = once(ws, 'pong');
       ws.ping(Buffer.from('heartbeat 1'));
@@ -458,18 +470,13 @@ describe('wsConnect against a ws WebSocketServer', () => {
       assert.equal(mine.pongs, 2);
       assert.equal(conn.isOpen, true);
     } finally {
-      conn?.terminate();
-      await srv.close();
+      await close();
     }
   });
 
   test('a close from the ws server with code 4002 and a reason arrives at onclose with both', async () => {
-    const srv = await wsServer();
-    let conn: WsConn | undefined;
+    const { conn, ws, close } = await connectToWsServer();
     try {
-      const next = srv.next();
-      conn = await wsConnect(connectOpts(srv.url));
-      const { ws } = await within(next, 5000, 'connection');
       const mine = watch(conn);
       const theirs = watchWs(ws);
       ws.send(Buffer.from('last words'));
@@ -486,35 +493,25 @@ describe('wsConnect against a ws WebSocketServer', () => {
       assert.equal(mine.closes.length, 1, 'onclose once');
       conn.send([Buffer.from('after close')]); // a no-op, not a throw
     } finally {
-      conn?.terminate();
-      await srv.close();
+      await close();
     }
   });
 
   test('a ws server close without a code reports 1005', async () => {
-    const srv = await wsServer();
-    let conn: WsConn | undefined;
+    const { conn, ws, close } = await connectToWsServer();
     try {
-      const next = srv.next();
-      conn = await wsConnect(connectOpts(srv.url));
-      const { ws } = await within(next, 5000, 'connection');
       const mine = watch(conn);
       ws.close();
       const got = await within(mine.closed, 5000, 'onclose');
       assert.equal(got.code, WS_CLOSE.noStatus);
     } finally {
-      conn?.terminate();
-      await srv.close();
+      await close();
     }
   });
 
   test('a message over maxMessage from the ws server closes with 1009 on both sides', async () => {
-    const srv = await wsServer();
-    let conn: WsConn | undefined;
+    const { conn, ws, close } = await connectToWsServer({ maxMessage: 64 * KiB });
     try {
-      const next = srv.next();
-      conn = await wsConnect(connectOpts(srv.url, { maxMessage: 64 * KiB }));
-      const { ws } = await within(next, 5000, 'connection');
       const mine = watch(conn);
       const theirs = watchWs(ws);
       ws.send(bytes(64 * KiB, 1));
@@ -525,8 +522,7 @@ describe('wsConnect against a ws WebSocketServer', () => {
       assert.equal(mine.inbox.items.length, 1, 'the message of exactly maxMessage bytes arrived, the larger one did not');
       assert.equal(mine.inbox.items[0]!.data.length, 64 * KiB);
     } finally {
-      conn?.terminate();
-      await srv.close();
+      await close();
     }
   });
 });
@@ -1124,12 +1120,8 @@ describe('messages that come with the handshake wait for start()', () => {
   });
 
   test('our client: a message already parsed (the ping after it was answered) reaches onmessage only at start()', async () => {
-    const srv = await wsServer();
-    const next = srv.next();
-    let conn: WsConn | undefined;
+    const { conn, ws, close } = await connectToWsServer();
     try {
-      conn = await wsConnect(connectOpts(srv.url));
-      const { ws } = await within(next, 5000, 'connection');
       const mine = watch(conn, { start: false });
       ws.send(Buffer.from('queued'));
       const pong = once(ws, 'pong');
@@ -1147,8 +1139,7 @@ describe('messages that come with the handshake wait for start()', () => {
       await mine.inbox.count(2);
       assert.equal(mine.inbox.items[1]!.data.toString(), 'live');
     } finally {
-      conn?.terminate();
-      await srv.close();
+      await close();
     }
   });
 
@@ -1234,12 +1225,8 @@ describe('send([]) and the close frames a peer sends', () => {
   test('send([]) delivers an empty binary message: our client to a ws server, our server to a ws client', async () => {
     // Our client -> ws server.
     {
-      const srv = await wsServer();
-      const next = srv.next();
-      let conn: WsConn | undefined;
+      const { conn, ws, close } = await connectToWsServer();
       try {
-        conn = await wsConnect(connectOpts(srv.url));
-        const { ws } = await within(next, 5000, 'connection');
         const theirs = watchWs(ws);
         watch(conn);
         conn.send([]);
@@ -1249,8 +1236,7 @@ describe('send([]) and the close frames a peer sends', () => {
         assert.equal(theirs.inbox.items[0]!.binary, true);
         assert.equal(theirs.inbox.items[1]!.data.toString(), 'after');
       } finally {
-        conn?.terminate();
-        await srv.close();
+        await close();
       }
     }
     // Our server -> ws client.
