@@ -15,11 +15,15 @@ export interface IoRequest {
   length: number;
   /** FLAG_FUA, FLAG_NO_UNMAP (from @wsblk/shared). */
   flags: number;
-  /** WRITE data; the target owns it until the callback runs. */
+  /** WRITE data; the target holds it until the callback runs (then the caller may reuse it). */
   payload?: Buffer;
 }
 
-/** status is 0 or a positive errno (Errno); data is set for a good READ. */
+/**
+ * status is 0 or a positive errno (Errno); data is set for a good READ. A target may lend the
+ * data (RemoteDisk with lendReads): then it is valid only during the callback, and a caller
+ * that keeps it calls bufferPool.retain(data) and later bufferPool.release(data).
+ */
 export type IoCallback = (status: number, data?: Buffer) => void;
 
 export interface BlockTarget {

@@ -8,8 +8,13 @@ import type { Session, SessionTable } from './session.js';
 
 const log = logger('server');
 
-/** Data bytes of replies in one message (one more reply of up to maxPayload may be added). */
-const MAX_REPLY_BATCH_BYTES = 16 << 20;
+/**
+ * A message of replies is closed once it holds this many data bytes. Small replies still share
+ * a message (up to LIMITS.maxRecords); a large READ reply ends its message, so the client gets
+ * frames of one request's size, which its buffer pool reuses (bench/README.md, lever 12),
+ * instead of frames of whatever mix finished in one turn (up to the client's 64 MiB limit).
+ */
+const MAX_REPLY_BATCH_BYTES = 256 << 10;
 
 export interface ExportHandle {
   name: string;
@@ -239,8 +244,8 @@ export class ServerConnection {
     if (this.replies.length === 0 || this.state === 'closed') return;
     const batch = this.replies;
     this.replies = [];
-    // Split by data bytes too: the client accepts messages of up to 64 MiB, and a whole
-    // in-flight budget of READ replies (64 MiB by default) finishing in one turn would not fit.
+    // Split by data bytes too (see MAX_REPLY_BATCH_BYTES); the client accepts messages of up
+    // to 64 MiB, and a whole in-flight budget of READ replies finishing in one turn would not fit.
     let start = 0;
     let bytes = 0;
     for (let i = 0; i < batch.length; i++) {

@@ -8,3 +8,4 @@ export * from './log.js';
 export * from './ws.js';
 export * from './ws-handshake.js';
 export * from './token.js';
+export * from './pool.js';

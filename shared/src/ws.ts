@@ -11,6 +11,7 @@
 // - a message is written as one frame, header and payloads corked into one writev.
 // Frames are checked as RFC 6455 says (reserved bits, opcodes, control frame size, masking by
 // role, lengths); the first violation closes with 1002 (1009: too big).
+import type { BufferPool } from './pool.js';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 
@@ -104,6 +105,8 @@ export class FrameReader implements ReadTarget {
     /** True on the server: client frames must be masked; false on the client: must not be. */
     private readonly masked: boolean,
     private readonly maxMessage: number,
+    /** Where buffers of frames too big for the arena come from; the sink gives them back. */
+    private readonly pool?: BufferPool,
   ) {}
 
   nextBuffer(): Buffer {
@@ -222,7 +225,7 @@ export class FrameReader implements ReadTarget {
   }
 
   private startBig(head: Head, src: Buffer, from: number, to: number): void {
-    this.big = Buffer.allocUnsafe(head.payloadLen);
+    this.big = this.pool ? this.pool.take(head.payloadLen) : Buffer.allocUnsafe(head.payloadLen);
     this.bigHead = head;
     this.bigFilled = src.copy(this.big, 0, from, to);
     if (this.bigFilled === head.payloadLen) this.finishBig();
@@ -258,6 +261,7 @@ export class FrameReader implements ReadTarget {
     this.fragmentBytes += payload.length;
     if (!head.fin) return;
     const data = Buffer.concat(this.fragments, this.fragmentBytes);
+    if (this.pool) for (const f of this.fragments) this.pool.release(f);
     this.fragments = [];
     this.fragmentBytes = 0;
     this.sink.onMessage(data, this.fragmentBinary);
@@ -319,6 +323,13 @@ export interface WsConnOptions {
   maxMessage: number;
   /** How long close() waits for the peer's close frame before cutting the socket (ms). */
   closeTimeoutMs?: number;
+  /**
+   * Large frames are read into buffers from this pool, and a message is only valid during its
+   * onmessage call: the buffer goes back to the pool when the call returns, unless the handler
+   * retained it (pool.retain, then pool.release when done). Without a pool a message's buffer
+   * is the handler's to keep.
+   */
+  pool?: BufferPool;
 }
 
 type State = 'open' | 'closing' | 'closed';
@@ -349,7 +360,7 @@ export class WsConn implements FrameSink {
    */
   constructor(readonly socket: Socket, role: 'client' | 'server', private readonly opts: WsConnOptions, head?: Buffer) {
     this.masked = role === 'client';
-    this.reader = new FrameReader(this, role === 'server', opts.maxMessage);
+    this.reader = new FrameReader(this, role === 'server', opts.maxMessage, opts.pool);
     socket.setNoDelay(true);
     socket.on('close', () => this.onSocketClose());
     socket.on('end', () => socket.end());
@@ -366,8 +377,8 @@ export class WsConn implements FrameSink {
     // Everything queued arrived while the connection was open, even if a close (or a protocol
     // error) came after it: deliver it in order, unless the owner closes meanwhile.
     for (const [data, binary] of early) {
-      if (this.closedByOwner) break;
-      this.onmessage(data, binary);
+      if (!this.closedByOwner) this.onmessage(data, binary);
+      this.opts.pool?.release(data);
     }
     if (this.earlyClose) this.onclose(...this.earlyClose);
   }
@@ -428,9 +439,10 @@ export class WsConn implements FrameSink {
   // --- FrameSink ---------------------------------------------------------------------------
 
   onMessage(data: Buffer, binary: boolean): void {
-    if (this.state !== 'open') return;
-    if (this.early) this.early.push([data, binary]);
-    else this.onmessage(data, binary);
+    if (this.state !== 'open') return this.opts.pool?.release(data);
+    if (this.early) return void this.early.push([data, binary]);
+    this.onmessage(data, binary);
+    this.opts.pool?.release(data);
   }
 
   onControl(opcode: Opcode, payload: Buffer): void {

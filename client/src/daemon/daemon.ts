@@ -46,7 +46,8 @@ export class Daemon {
   async start(): Promise<DeviceState> {
     const { id } = this.opts;
     try {
-      this.disk = await RemoteDisk.connect(this.opts.transport);
+      // Both frontends are done with READ data when their callback returns, or retain it (NBD).
+      this.disk = await RemoteDisk.connect({ ...this.opts.transport, lendReads: true });
       this.frontend = await this.opts.frontend(this.disk);
     } catch (e) {
       if (this.disk) await this.disk.close(0);

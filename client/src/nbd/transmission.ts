@@ -2,7 +2,7 @@
 // into target requests (splitting READ/WRITE larger than the target's max payload), and sends
 // simple replies in completion order, batched per tick into one corked write (writev).
 import type { Socket } from 'node:net';
-import { FLAG_FUA, FLAG_NO_UNMAP, Op } from '@wsblk/shared';
+import { FLAG_FUA, FLAG_NO_UNMAP, Op, bufferPool } from '@wsblk/shared';
 import type { BlockTarget, IoCallback, IoRequest } from '../target.js';
 import type { ByteQueue } from './byte-queue.js';
 import {
@@ -57,8 +57,10 @@ class Command {
   /** Target requests still outstanding. */
   pending = 0;
   status = 0;
-  /** READ data, one piece per target request. */
+  /** READ data, one piece per target request (each retained from bufferPool). */
   data: Buffer[] = [];
+  /** WRITE payload from bufferPool, released once every target request has answered. */
+  payload: Buffer | null = null;
   readonly req: IoRequest = { op: Op.Read, offset: 0, length: 0, flags: 0, payload: undefined };
   readonly done: IoCallback;
 
@@ -88,6 +90,8 @@ export class Transmission {
   /** Replies not yet handed to the socket; headers are packed in `slab` from runStart on. */
   private readonly out: Buffer[] = [];
   private outBytes = 0;
+  /** READ data among `out` (retained): released once the socket has taken the batch. */
+  private held: Buffer[] = [];
   private slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
   private slabPos = 0;
   private runStart = 0;
@@ -180,6 +184,7 @@ export class Transmission {
     this.stop();
     this.out.length = 0;
     this.outBytes = 0;
+    releaseAll(this.held);
   }
 
   private stop(): void {
@@ -190,6 +195,7 @@ export class Transmission {
       this.inflightBytes -= partial.cost;
       this.release(partial);
       this.cmd = null;
+      bufferPool.release(this.payload!);
       this.payload = null;
     }
     this.state = State.Stopped;
@@ -244,7 +250,7 @@ export class Transmission {
         req.length = length;
         req.flags = flags & CMD_FLAG_FUA ? FLAG_FUA : 0;
         if (this.q.length >= length) return this.submitWrite(cmd, this.q.take(length));
-        const payload = Buffer.allocUnsafe(length);
+        const payload = bufferPool.take(length);
         this.filled = this.q.copyInto(payload, 0, length);
         this.cmd = cmd;
         this.payload = payload;
@@ -320,6 +326,7 @@ export class Transmission {
 
   private submitWrite(cmd: Command, payload: Buffer): void {
     const req = cmd.req;
+    cmd.payload = payload;
     const max = this.exp.maxTargetPayload;
     if (cmd.length <= max) {
       req.payload = payload;
@@ -357,7 +364,11 @@ export class Transmission {
       const max = this.exp.maxTargetPayload;
       const expected = cmd.length <= max ? cmd.length : Math.min(max, cmd.length - index * max);
       if (data === undefined || data.length !== expected) cmd.status = NBD_EIO;
-      else cmd.data[index] = data;
+      else {
+        // The target may lend the data only for this call: keep it until the socket has it.
+        bufferPool.retain(data);
+        cmd.data[index] = data;
+      }
     }
     if (--cmd.pending > 0) return;
     this.inflight--;
@@ -366,6 +377,7 @@ export class Transmission {
       this.queueHeader(cmd.status, cmd.cookieHi, cmd.cookieLo);
       if (cmd.type === Cmd.Read && cmd.status === 0) {
         for (const d of cmd.data) this.queueData(d);
+        cmd.data.length = 0;
       }
     }
     this.release(cmd);
@@ -374,8 +386,13 @@ export class Transmission {
     else this.updateFlow();
   }
 
+  /** The command's buffers go back (the target has answered every part of it). */
   private release(cmd: Command): void {
-    cmd.data.length = 0;
+    releaseAll(cmd.data);
+    if (cmd.payload !== null) {
+      bufferPool.release(cmd.payload);
+      cmd.payload = null;
+    }
     cmd.req.payload = undefined;
     if (this.pool.length < POOL_MAX) this.pool.push(cmd);
   }
@@ -405,6 +422,7 @@ export class Transmission {
   private queueData(data: Buffer): void {
     this.closeRun();
     this.out.push(data);
+    this.held.push(data);
     this.outBytes += data.length;
   }
 
@@ -429,10 +447,20 @@ export class Transmission {
     const out = this.out;
     if (out.length === 0) return;
     const socket = this.socket;
-    if (out.length === 1) socket.write(out[0]!);
+    // Lent READ data goes back to the pool when the socket is done with the batch (written,
+    // or failed when the socket is destroyed: nothing is written after that).
+    const held = this.held;
+    let done: (() => void) | undefined;
+    if (held.length > 0) {
+      this.held = [];
+      done = () => releaseAll(held);
+    }
+    if (out.length === 1) socket.write(out[0]!, done);
     else {
       socket.cork();
-      for (let i = 0; i < out.length; i++) socket.write(out[i]!);
+      const last = out.length - 1;
+      for (let i = 0; i < last; i++) socket.write(out[i]!);
+      socket.write(out[last]!, done);
       socket.uncork();
     }
     out.length = 0;
@@ -469,6 +497,12 @@ export class Transmission {
     this.q.clear();
     this.socket.destroy();
   }
+}
+
+/** Gives lent or pooled buffers back to bufferPool and empties the list. */
+function releaseAll(bufs: Buffer[]): void {
+  for (let i = 0; i < bufs.length; i++) bufferPool.release(bufs[i]!);
+  bufs.length = 0;
 }
 
 /** Target statuses are errno values; NBD knows only a few of them. */

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { ConnectionOptions } from 'node:tls';
 import {
   CloseCode, Errno, FLAG_NO_UNMAP, LIMITS, Op, PROTOCOL_VERSION, ProtocolError, SUBPROTOCOL, WsHandshakeError,
-  decodeMessage, encodeHello, encodeRequests, isAllZero, logger, wsConnect,
+  bufferPool, decodeMessage, encodeHello, encodeRequests, isAllZero, logger, wsConnect,
   type BlockReply, type BlockRequest, type Welcome, type WsConn,
 } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
@@ -34,6 +34,13 @@ export interface RemoteDiskOptions {
   backoffMaxMs?: number;
   /** TLS options for wss:// (ca, rejectUnauthorized); by default Node's trust store. */
   tls?: ConnectionOptions;
+  /**
+   * READ data passed to a callback is lent, valid only during the callback: large replies are
+   * read into buffers of `bufferPool`, which go back to it when the callback returns. A caller
+   * that keeps the data longer calls bufferPool.retain(data), then bufferPool.release(data).
+   * The frontends do (no 1 MiB buffer of garbage per 1 MiB READ). Default false: data is kept.
+   */
+  lendReads?: boolean;
 }
 
 /** Why a connect attempt failed, in one line for a person. */
@@ -210,6 +217,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       ws = await wsConnect({
         url: new URL(url), protocol: SUBPROTOCOL, headers, maxMessage: MAX_MESSAGE, closeTimeoutMs: 1000,
         timeoutMs: Math.min(timeoutMs, 30_000), ...(this.opts.tls ? { tls: this.opts.tls } : {}),
+        ...(this.opts.lendReads ? { pool: bufferPool } : {}),
       });
     } catch (e) {
       throw connectErrorOf(url, e as Error);
@@ -393,20 +401,22 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     if (ioTimeout > 0) {
       this.ioTimer = setInterval(() => {
         const late = this.table.olderThan(performance.now() - ioTimeout);
-        for (const e of late) {
-          this.table.complete(e.seq);
-          this.timedOut++;
-          e.cb(Errno.EIO);
-        }
-        if (late.length) log.warn(`${late.length} requests failed with EIO after the ${ioTimeout / 1000} s I/O timeout`);
+        if (late.length === 0) return;
         // A failed WRITE whose frame still waits in the socket's queue (the kernel took only part
-        // of it) would leave later with whatever its buffer holds by then (a ublk tag buffer is
-        // reused at once): cut the connection, which drops that queue; the rest is replayed.
+        // of it) would leave later with whatever its buffer holds by then (a ublk tag buffer or a
+        // pooled payload is reused once the callback ran): cut the connection first, which drops
+        // that queue; the rest is replayed.
         const ws = this.ws;
         if (ws && ws.socket.writableLength > 0 && late.some((e) => e.sent && e.req.op === Op.Write)) {
           log.warn('dropping the connection: a timed-out write may still be queued on it');
           ws.terminate();
         }
+        for (const e of late) {
+          this.table.complete(e.seq);
+          this.timedOut++;
+          e.cb(Errno.EIO);
+        }
+        log.warn(`${late.length} requests failed with EIO after the ${ioTimeout / 1000} s I/O timeout`);
       }, Math.min(1000, ioTimeout));
       this.ioTimer.unref();
     }

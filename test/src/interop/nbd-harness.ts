@@ -33,7 +33,7 @@ const remoteExport: ExportFactory = async (socketPath) => {
   const server = new StorageServer({ port: 0 });
   server.addExport('mem', new MemoryBackend(DISK_BYTES));
   const { port } = await server.listen();
-  const disk = await RemoteDisk.connect({ url: `ws://127.0.0.1:${port}/mem`, compress: 'lz4' });
+  const disk = await RemoteDisk.connect({ url: `ws://127.0.0.1:${port}/mem`, compress: 'lz4', lendReads: true });
   // One transport behind every NBD connection: a flush covers writes of all of them.
   const exp = new NbdExport(disk, { multiConn: true, description: 'wsblk interop remote disk' });
   await exp.listen(socketPath);

@@ -1,0 +1,127 @@
+// Reusable large buffers. A daemon moving 1 MiB requests would otherwise allocate a fresh
+// 1 MiB buffer per request (an NBD write payload, a READ reply frame); V8 frees those only
+// when external memory has grown by tens of MiB, so at queue depth 128 the garbage set the
+// daemon's peak RSS (bench/README.md, lever 12).
+//
+// Ownership is counted per buffer: take() hands one out with one reference; whoever keeps a
+// view of it beyond the current call retain()s it and release()s it when done; the last
+// release puts it back. retain/release ignore buffers the pool did not hand out, so code
+// can call them on any Buffer. The pool never tracks what it handed out (only a weak count):
+// a buffer its holders forget is simply garbage-collected.
+
+/** Buffers smaller than this are not worth pooling: take() allocates them. */
+export const POOL_MIN_BYTES = 64 * 1024;
+/** Pooled buffers are sized in steps of this. */
+const GRAIN = 64 * 1024;
+/** A free buffer serves a request up to this much smaller than itself (fewer sizes kept). */
+const MAX_WASTE_SHIFT = 2; // 1/4
+
+export interface BufferPoolStats {
+  freeBuffers: number;
+  freeBytes: number;
+  /** Buffers allocated (pool empty or no size fit). */
+  allocated: number;
+  /** Buffers taken from the free list. */
+  reused: number;
+}
+
+export class BufferPool {
+  private readonly free: ArrayBuffer[] = [];
+  private freeBytes = 0;
+  private readonly refs = new WeakMap<ArrayBuffer, number>();
+  private allocated = 0;
+  private reused = 0;
+  private lastTake = 0;
+  private trimTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * maxFreeBytes: free buffers kept at most (more are dropped on release).
+   * idleMs: free buffers are dropped after this long without a take() (0: never).
+   */
+  constructor(readonly maxFreeBytes = 16 << 20, private readonly idleMs = 10_000) {}
+
+  /** A buffer of n bytes (contents undefined). Pooled when n >= POOL_MIN_BYTES. */
+  take(n: number): Buffer {
+    if (n < POOL_MIN_BYTES) return Buffer.allocUnsafe(n);
+    this.lastTake = Date.now();
+    const size = Math.ceil(n / GRAIN) * GRAIN;
+    const free = this.free;
+    let best = -1;
+    for (let i = free.length - 1; i >= 0; i--) {
+      const len = free[i]!.byteLength;
+      if (len >= size && len - (len >>> MAX_WASTE_SHIFT) <= size && (best < 0 || len < free[best]!.byteLength)) {
+        best = i;
+        if (len === size) break;
+      }
+    }
+    let ab: ArrayBuffer;
+    if (best >= 0) {
+      ab = free[best]!;
+      free[best] = free[free.length - 1]!;
+      free.pop();
+      this.freeBytes -= ab.byteLength;
+      this.reused++;
+    } else {
+      ab = Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer;
+      this.allocated++;
+      this.armTrim();
+    }
+    this.refs.set(ab, 1);
+    return Buffer.from(ab, 0, n);
+  }
+
+  /** One more holder of the pooled buffer that `view` lies in (no-op for other buffers). */
+  retain(view: Uint8Array): void {
+    const ab = view.buffer as ArrayBuffer;
+    const r = this.refs.get(ab);
+    if (r !== undefined && r > 0) this.refs.set(ab, r + 1);
+  }
+
+  /**
+   * A holder is done with the buffer `view` lies in; after the last one it is reused.
+   * No-op for buffers the pool did not hand out, and for a buffer already back in the pool.
+   */
+  release(view: Uint8Array): void {
+    const ab = view.buffer as ArrayBuffer;
+    const r = this.refs.get(ab);
+    if (r === undefined || r <= 0) return;
+    if (r > 1) {
+      this.refs.set(ab, r - 1);
+      return;
+    }
+    this.refs.set(ab, 0);
+    if (this.freeBytes + ab.byteLength > this.maxFreeBytes) return;
+    this.free.push(ab);
+    this.freeBytes += ab.byteLength;
+  }
+
+  /** Whether `view` lies in a buffer this pool handed out and someone still holds. */
+  holds(view: Uint8Array): boolean {
+    return (this.refs.get(view.buffer as ArrayBuffer) ?? 0) > 0;
+  }
+
+  /** Drops every free buffer. */
+  trim(): void {
+    this.free.length = 0;
+    this.freeBytes = 0;
+  }
+
+  get stats(): BufferPoolStats {
+    return { freeBuffers: this.free.length, freeBytes: this.freeBytes, allocated: this.allocated, reused: this.reused };
+  }
+
+  /** While the pool has buffers, a timer (not keeping the process alive) drops them when idle. */
+  private armTrim(): void {
+    if (this.idleMs <= 0 || this.trimTimer) return;
+    this.trimTimer = setInterval(() => {
+      if (Date.now() - this.lastTake < this.idleMs) return;
+      this.trim();
+      clearInterval(this.trimTimer);
+      this.trimTimer = undefined;
+    }, this.idleMs);
+    this.trimTimer.unref();
+  }
+}
+
+/** The process's pool: NBD write payloads and large reply frames of the client. */
+export const bufferPool = new BufferPool();
