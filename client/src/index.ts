@@ -6,3 +6,4 @@ export { Daemon, type DaemonOptions } from './daemon/daemon.js';
 export type { Frontend, FrontendFactory } from './daemon/frontend.js';
 export * from './daemon/rundir.js';
 export { askControl } from './daemon/control.js';
+export { tuneDaemonMemory, DAEMON_V8_FLAGS, DAEMON_TRIM_THRESHOLD } from './daemon/memory.js';

@@ -1,4 +1,5 @@
-// File operations Node's fs module lacks: fallocate (punch hole, zero range).
+// File and process operations Node lacks: fallocate (punch hole, zero range), and glibc's
+// malloc trim threshold.
 #pragma once
 #include <napi.h>
 

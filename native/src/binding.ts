@@ -62,6 +62,7 @@ export interface RawQueue {
 
 export interface RawBinding {
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<number>;
+  mallocTrimThreshold(bytes: number): boolean;
   FALLOC: { KEEP_SIZE: number; PUNCH_HOLE: number; ZERO_RANGE: number };
   control(cmd: number, devId: number, arg: object | null, timeoutMs: number): Promise<unknown>;
   probeControl(): { ok: true } | { ok: false; code: string; errno: number; message: string };

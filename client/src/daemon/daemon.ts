@@ -2,6 +2,7 @@ import { Errno, Op, errnoName, logger } from '@wsblk/shared';
 import { RemoteDisk, type RemoteDiskOptions } from '../transport/remote-disk.js';
 import { serveControl, type ControlRequest } from './control.js';
 import type { Frontend, FrontendFactory } from './frontend.js';
+import { tuneDaemonMemory } from './memory.js';
 import { controlPath, removeDeviceFiles, runDir, writeState, type DeviceState } from './rundir.js';
 
 const log = logger('daemon');
@@ -45,6 +46,7 @@ export class Daemon {
 
   async start(): Promise<DeviceState> {
     const { id } = this.opts;
+    tuneDaemonMemory();
     try {
       // Both frontends are done with READ data when their callback returns, or retain it (NBD).
       this.disk = await RemoteDisk.connect({ ...this.opts.transport, lendReads: true });
