@@ -70,7 +70,7 @@ const TLS_TRUST_ERRORS = new Set([
 
 /** Largest batch message (payload bytes) the client builds. */
 const MAX_BATCH_BYTES = 16 << 20;
-/** Largest message accepted from the server (the server splits replies at 16 MiB of data). */
+/** Largest message accepted from the server (it closes a reply message at 256 KiB of data, plus one reply of up to maxPayload). */
 const MAX_MESSAGE = 64 << 20;
 
 /**
