@@ -5,11 +5,13 @@
 #include "test_hooks.h"
 #include "ublk_control.h"
 #include "ublk_queue.h"
+#include "unix_listener.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wsblk::InitFileOps(env, exports);
   wsblk::InitUblkControl(env, exports);
   wsblk::UblkQueue::Init(env, exports);
+  wsblk::UnixListener::Init(env, exports);
   wsblk::InitTestHooks(env, exports);
   return exports;
 }

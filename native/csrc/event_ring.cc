@@ -1,5 +1,7 @@
 #include "event_ring.h"
 
+#include "uv_poll_util.h"
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -54,13 +56,7 @@ void EventRing::OnPoll(uv_poll_t* handle, int /*status*/, int /*events*/) {
 }
 
 void EventRing::Close() {
-  if (poll_) {
-    uv_poll_stop(poll_);
-    poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-  }
+  ClosePoll(poll_);
   if (efd_ >= 0) close(efd_);  // safe once polling stopped
   efd_ = -1;
   ring_.Close();

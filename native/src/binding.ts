@@ -60,6 +60,11 @@ export interface RawQueue {
   unref(): void;
 }
 
+export interface RawUnixListener {
+  close(): void;
+  resume(): void;
+}
+
 export interface RawBinding {
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<number>;
   mallocTrimThreshold(bytes: number): boolean;
@@ -78,6 +83,7 @@ export interface RawBinding {
     onBatch: (nRequests: number, nFaults: number) => void,
   ) => RawQueue;
   UBLK: Record<string, number>;
+  UnixListener: new (path: string, backlog: number, onAccept: (fdOrNegErrno: number) => void) => RawUnixListener;
   testHooks: {
     abiLayout(): AbiLayout;
     uringFileRoundTrip(path: string, size: number): UringRoundTrip;

@@ -1,6 +1,8 @@
 // One NBD client connection: the socket, its byte queue, and the phase it is in
-// (handshake, then transmission).
-import type { Socket } from 'node:net';
+// (handshake, then transmission). The socket reads (onread) into buffers we choose: the rest
+// of a WRITE payload straight into the payload's buffer, everything else into an arena that
+// many reads share (never written twice, so the queue can keep views of it).
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import type { BlockTarget } from '../target.js';
 import { ByteQueue } from './byte-queue.js';
 import { describeExport, type ExportInfo, type ExportInfoOptions } from './export-info.js';
@@ -14,8 +16,17 @@ export interface ConnectionOptions extends ExportInfoOptions {
   log: (message: string) => void;
 }
 
+/** Bytes of one read arena, and the least room a read gets (less left: a new arena). */
+const ARENA = 64 * 1024;
+const MIN_READ = 8 * 1024;
+
 export class NbdConnection {
   private readonly q = new ByteQueue();
+  private arena = Buffer.allocUnsafe(ARENA);
+  private arenaEnd = 0;
+  /** The payload view handed to the socket as its read buffer, if the last one was. */
+  private direct: Buffer | null = null;
+  readonly socket: Socket;
   private readonly exp: ExportInfo;
   private handshake: Handshake | null;
   private transmission: Transmission | null = null;
@@ -24,11 +35,20 @@ export class NbdConnection {
   /** Resolves once the socket is closed. */
   readonly closed: Promise<void>;
 
+  /** fd: an accepted connection (UnixListener). */
   constructor(
-    private readonly socket: Socket,
+    fd: number,
     private readonly target: BlockTarget,
     private readonly options: ConnectionOptions,
   ) {
+    // onread is an option of new net.Socket() too (Node's docs), though @types/node lists it
+    // only for net.connect().
+    const opts: SocketConstructorOpts & { onread: OnReadOpts } = {
+      fd, readable: true, writable: true, allowHalfOpen: true,
+      onread: { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array) => { this.onRead(n, buf); return true; } },
+    };
+    const socket = new Socket(opts);
+    this.socket = socket;
     // Built per connection so that a client sees the target's info as it is when it connects.
     this.exp = describeExport(target.info, options);
     this.handshake = new Handshake(this.exp, (data) => socket.write(data));
@@ -40,7 +60,6 @@ export class NbdConnection {
         resolve();
       });
     });
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('drain', () => this.transmission?.onDrain());
     socket.on('error', (err) => {
@@ -69,6 +88,28 @@ export class NbdConnection {
 
   destroy(): void {
     this.socket.destroy();
+  }
+
+  private nextReadBuffer(): Buffer {
+    const direct = this.transmission?.directTarget() ?? null;
+    this.direct = direct;
+    if (direct) return direct;
+    if (ARENA - this.arenaEnd < MIN_READ) {
+      this.arena = Buffer.allocUnsafe(ARENA);
+      this.arenaEnd = 0;
+    }
+    return this.arena.subarray(this.arenaEnd);
+  }
+
+  private onRead(n: number, buf: Uint8Array): void {
+    if (buf === this.direct) {
+      this.direct = null;
+      this.transmission!.directFilled(n);
+      return;
+    }
+    const chunk = this.arena.subarray(this.arenaEnd, this.arenaEnd + n);
+    this.arenaEnd += n;
+    this.onData(chunk);
   }
 
   private onData(chunk: Buffer): void {

@@ -1,7 +1,9 @@
 // NbdExport: a fixed-newstyle NBD server on a Unix socket that exposes one BlockTarget,
 // under the default name "" and under the target's own export name.
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { closeSync } from 'node:fs';
+import { connect } from 'node:net';
+import { UnixListener } from '@wsblk/native';
 import type { BlockTarget } from '../target.js';
 import { NbdConnection } from './connection.js';
 import type { ExportInfoOptions } from './export-info.js';
@@ -21,7 +23,7 @@ export interface NbdExportOptions extends ExportInfoOptions {
 }
 
 export class NbdExport {
-  private server: Server | null = null;
+  private server: UnixListener | null = null;
   private path: string | null = null;
   private readonly connections = new Set<NbdConnection>();
 
@@ -45,15 +47,15 @@ export class NbdExport {
   async listen(socketPath: string): Promise<void> {
     if (this.server) throw new Error(`NBD export already listening on ${this.path}`);
     await claimSocketPath(socketPath);
-    const server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
+    // Our own accept (native): net.Server's sockets cannot read into buffers we choose.
+    const server = new UnixListener(socketPath, {
+      connection: (fd) => this.accept(fd),
+      error: (err) => {
+        // EMFILE and the like: accepting pauses; try again shortly.
+        this.log(`nbd server error: ${err.message}`);
+        setTimeout(() => this.server?.resume(), 500).unref();
+      },
     });
-    server.on('error', (err) => this.log(`nbd server error: ${err.message}`));
     this.server = server;
     this.path = socketPath;
     await chmod(socketPath, 0o600);
@@ -67,7 +69,11 @@ export class NbdExport {
     const server = this.server;
     if (!server) return;
     this.server = null;
-    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.close();
+    // No new client can connect from here on: the socket file goes now (as net.Server's did).
+    const path = this.path!;
+    this.path = null;
+    await unlink(path).catch(() => {});
     const conns = [...this.connections];
     for (const c of conns) c.shutdown();
     const all = Promise.all(conns.map((c) => c.closed));
@@ -80,12 +86,14 @@ export class NbdExport {
       for (const c of this.connections) c.destroy();
     }
     clearTimeout(timer);
-    await stopped;
-    this.path = null;
   }
 
-  private accept(socket: Socket): void {
-    const conn = new NbdConnection(socket, this.target, {
+  private accept(fd: number): void {
+    if (!this.server) {
+      closeSync(fd);
+      return;
+    }
+    const conn = new NbdConnection(fd, this.target, {
       multiConn: this.options.multiConn,
       description: this.options.description,
       limits: {

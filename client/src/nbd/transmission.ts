@@ -162,6 +162,22 @@ export class Transmission {
   }
 
   /**
+   * Where the next socket read may go straight: the rest of the WRITE payload being received,
+   * when nothing else is queued before it (no copy, and no read chunk to collect later).
+   */
+  directTarget(): Buffer | null {
+    if (this.state !== State.Payload || this.q.length !== 0) return null;
+    return this.payload!.subarray(this.filled);
+  }
+
+  /** n bytes were read into what directTarget() returned. */
+  directFilled(n: number): void {
+    if (this.state !== State.Payload) return; // stopped meanwhile: the bytes are dropped
+    this.filled += n;
+    this.parse();
+  }
+
+  /**
    * The client sent its last byte (half-close): requests already queued still run, then the
    * connection ends as after DISC.
    */
@@ -195,7 +211,8 @@ export class Transmission {
       this.inflightBytes -= partial.cost;
       this.release(partial);
       this.cmd = null;
-      bufferPool.release(this.payload!);
+      // Not given back to the pool: the socket may still have its rest as the buffer of its
+      // next read (directTarget), and nothing may write into a buffer another request holds.
       this.payload = null;
     }
     this.state = State.Stopped;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { NbdExport } from '@wsblk/client';
 import { MemoryTarget } from '../support/memory-target.js';
-import { CMD, RawNbdClient } from './nbd-raw-client.js';
+import { CMD, RawNbdClient, requestHeader } from './nbd-raw-client.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'nbd-export-'));
@@ -102,4 +102,25 @@ test('a connection mid-handshake does not keep close waiting', async (t) => {
   await c.readGreeting();
   await exp.close();
   assert.equal(await c.closedByServer(), true);
+});
+
+test('close while a WRITE payload is half received: the connection ends, the rest is dropped, nothing else is touched', async (t) => {
+  const path = join(tempDir(t), 's.sock');
+  const tgt = new MemoryTarget({ size: 4 << 20 });
+  const exp = new NbdExport(tgt, { closeTimeoutMs: 200 });
+  await exp.listen(path);
+  const c = await RawNbdClient.ready(path);
+  // Header and a quarter of a 1 MiB payload: the export now reads the rest straight into the
+  // payload's buffer.
+  const payload = Buffer.alloc(1 << 20, 0xab);
+  const header = requestHeader(CMD.write, 7n, 0, payload.length);
+  c.write(Buffer.concat([header, payload.subarray(0, 256 << 10)]));
+  await new Promise((r) => setTimeout(r, 50));
+  const closing = exp.close();
+  c.write(payload.subarray(256 << 10));
+  await closing;
+  assert.equal(await c.closedByServer(), true);
+  // The half-received WRITE never reached the target.
+  assert.equal(tgt.read(0, 4096).equals(Buffer.alloc(4096)), true);
+  assert.equal(existsSync(path), false);
 });

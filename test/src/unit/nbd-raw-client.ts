@@ -141,13 +141,7 @@ export class RawNbdClient {
   }
 
   request(type: number, cookie: bigint, offset: number, length: number, flags = 0, payload?: Buffer): void {
-    const h = Buffer.alloc(28);
-    h.writeUInt32BE(REQUEST_MAGIC, 0);
-    h.writeUInt16BE(flags, 4);
-    h.writeUInt16BE(type, 6);
-    h.writeBigUInt64BE(cookie, 8);
-    h.writeBigUInt64BE(BigInt(offset), 16);
-    h.writeUInt32BE(length, 24);
+    const h = requestHeader(type, cookie, offset, length, flags);
     if (type === CMD.read) this.reads.set(cookie, length);
     this.write(payload ? Buffer.concat([h, payload]) : h);
   }
@@ -191,6 +185,18 @@ export class RawNbdClient {
       w.reject(new Error(`connection closed with ${this.buffered} of ${w.n} bytes`));
     }
   }
+}
+
+/** The 28-byte header of a transmission request. */
+export function requestHeader(type: number, cookie: bigint, offset: number, length: number, flags = 0): Buffer {
+  const h = Buffer.alloc(28);
+  h.writeUInt32BE(REQUEST_MAGIC, 0);
+  h.writeUInt16BE(flags, 4);
+  h.writeUInt16BE(type, 6);
+  h.writeBigUInt64BE(cookie, 8);
+  h.writeBigUInt64BE(BigInt(offset), 16);
+  h.writeUInt32BE(length, 24);
+  return h;
 }
 
 export function u32(n: number): Buffer {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Errno, FLAG_FUA, FLAG_NO_UNMAP, Op } from '@wsblk/shared';
 import { NbdExport, type NbdExportOptions } from '@wsblk/client';
 import { MemoryTarget, type MemoryTargetOptions } from '../support/memory-target.js';
-import { CMD, CMD_FLAG, RawNbdClient } from './nbd-raw-client.js';
+import { CMD, CMD_FLAG, RawNbdClient, requestHeader } from './nbd-raw-client.js';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -296,12 +296,7 @@ test('several clients use the export at once, each with its own state', () =>
 test('requests arriving one byte at a time still parse', () =>
   withClient({}, async ({ client }) => {
     const payload = randomBytes(100);
-    const w = Buffer.alloc(28);
-    w.writeUInt32BE(0x25609513, 0);
-    w.writeUInt16BE(CMD.write, 6);
-    w.writeBigUInt64BE(11n, 8);
-    w.writeBigUInt64BE(4000n, 16);
-    w.writeUInt32BE(payload.length, 24);
+    const w = requestHeader(CMD.write, 11n, 4000, payload.length);
     const stream = Buffer.concat([w, payload]);
     for (let i = 0; i < stream.length; i++) {
       client.write(stream.subarray(i, i + 1));
