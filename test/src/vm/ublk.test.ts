@@ -55,3 +55,9 @@ test('bad options give a clear error, the documented exit code and leave no devi
   if (!(await vmReady(t))) return;
   await scenario(t, 'bad-options.sh', 600);
 });
+
+test('the NBD export behind the kernel\'s nbd-client: fio verify (4k-1M) while the server is SIGKILLed once', { timeout: 900_000 }, async (t) => {
+  if (!(await vmReady(t))) return;
+  const r = await scenario(t, 'nbd-kernel.sh', 600);
+  assert.match(r.stdout, /fio: error=0 /);
+});
