@@ -1,6 +1,6 @@
 import {
   CloseCode, Errno, FLAG_FUA, FLAG_NO_UNMAP, LIMITS, Op, OP_NAMES, PROTOCOL_VERSION, ProtocolError,
-  decodeMessage, encodeReplies, encodeWelcome, errnoName, logger, statusOfError,
+  bufferPool, decodeMessage, encodeReplies, encodeWelcome, errnoName, logger, statusOfError,
   type BlockReply, type BlockRequest, type Hello, type WsConn,
 } from '@wsblk/shared';
 import type { Backend } from './backend/backend.js';
@@ -208,11 +208,19 @@ export class ServerConnection {
         p = backend.writeZeroes(req.offset, req.length, (req.flags & FLAG_NO_UNMAP) !== 0, (req.flags & FLAG_FUA) !== 0);
         break;
     }
+    // The payload may lie in a pooled frame that goes back when this message's handler returns:
+    // hold it until the backend is done with it (a file write is still running then).
+    const held = req.op === Op.Write ? req.payload : undefined;
+    if (held) bufferPool.retain(held);
     session.begin();
     this.running++;
     p.then(
-      (data) => this.finish(session, req, 0, data || undefined),
+      (data) => {
+        if (held) bufferPool.release(held);
+        this.finish(session, req, 0, data || undefined);
+      },
       (err) => {
+        if (held) bufferPool.release(held);
         log.warn(`${this.peer}: ${OP_NAMES[req.op]} ${req.offset}+${req.length} failed: ${(err as Error).message}`);
         this.finish(session, req, statusOfError(err));
       },

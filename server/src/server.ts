@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { LIMITS, SUBPROTOCOL, acceptUpgrade, logger, upgradeProblem } from '@wsblk/shared';
+import { LIMITS, SUBPROTOCOL, acceptUpgrade, bufferPool, logger, upgradeProblem } from '@wsblk/shared';
 import type { Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
 import { ServerConnection, type ExportHandle } from './connection.js';
@@ -116,7 +116,12 @@ export class StorageServer {
       log.warn(`${peer}: refused ${auth.status} for '/${name}': ${auth.reason}`);
       return this.refuse(socket, auth.status, auth.reason);
     }
-    const ws = acceptUpgrade(req, socket, head, SUBPROTOCOL, { maxMessage: MAX_MESSAGE, closeTimeoutMs: CLOSE_WAIT_MS });
+    const ws = acceptUpgrade(req, socket, head, SUBPROTOCOL, {
+      maxMessage: MAX_MESSAGE, closeTimeoutMs: CLOSE_WAIT_MS,
+      // Request frames that span socket chunks are assembled in pooled buffers, which go back
+      // once every WRITE in them has reached the backend (ServerConnection.execute).
+      pool: bufferPool,
+    });
     const conn = new ServerConnection(ws, exp, auth.readOnly, this.sessions, peer);
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));

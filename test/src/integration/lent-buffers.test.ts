@@ -6,14 +6,14 @@
 // the NBD client gone while lent data is still queued.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryBackend } from '@wsblk/server';
+import { FileBackend, MemoryBackend, delayFilter } from '@wsblk/server';
 import { NbdExport, RemoteDisk } from '@wsblk/client';
-import { bufferPool } from '@wsblk/shared';
+import { Op, bufferPool } from '@wsblk/shared';
 import { CMD, RawNbdClient } from '../unit/nbd-raw-client.js';
-import { sleep, startServer } from '../support/server.js';
+import { io, sleep, startServer } from '../support/server.js';
 import { rng, between, bytes } from '../support/random.js';
 
 /** n pseudo-random bytes, seeded from the test's generator. */
@@ -175,3 +175,33 @@ test('a slow reader: lent reads wait in the daemon while other requests cycle th
       slow.close();
     }
   }));
+
+test('server: a WRITE still running in a slow file backend keeps its payload while later frames reuse the pool', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsblk-lent-server-'));
+  const file = join(dir, 'disk.img');
+  // The first 8 writes wait 300 ms before their pwrite: by then later frames have cycled the pool.
+  const backend = delayFilter(await FileBackend.open(file, { size: 32 * MiB }), 300, { ops: ['write'], count: 8 });
+  const s = await startServer({ disk0: backend });
+  const disk = await RemoteDisk.connect({ url: s.url('disk0'), connectTimeoutMs: 5000 });
+  try {
+    const next = rng(4242);
+    const model = Buffer.alloc(32 * MiB);
+    const pending: Array<Promise<{ status: number }>> = [];
+    for (let i = 0; i < 32; i++) {
+      const payload = fill(next, MiB);
+      payload.copy(model, i * MiB);
+      pending.push(io(disk, { op: Op.Write, offset: i * MiB, length: MiB, payload }));
+      // One request per message: each frame is 1 MiB, the size the pool hands back out.
+      await new Promise((r) => setImmediate(r));
+    }
+    for (const r of await Promise.all(pending)) assert.equal(r.status, 0);
+    const got = readFileSync(file);
+    for (let i = 0; i < 32; i++) {
+      assert.ok(got.subarray(i * MiB, (i + 1) * MiB).equals(model.subarray(i * MiB, (i + 1) * MiB)), `MiB ${i} of the file differs (a payload was reused while its write waited)`);
+    }
+  } finally {
+    await disk.close();
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
