@@ -123,5 +123,5 @@ export class BufferPool {
   }
 }
 
-/** The process's pool: NBD write payloads and large reply frames of the client. */
+/** The process's pool: the client's NBD write payloads and large reply frames; the server's large request frames. */
 export const bufferPool = new BufferPool();
