@@ -33,15 +33,7 @@ $WSBLK recover "$ID" --no-supervise
 wait_state "$ID" live 30 >/dev/null
 echo "recovered by daemon $(daemon_pid "$ID")"
 step "wait for fio"
-wait $FIO && FIO_RC=0 || FIO_RC=$?
-cat /tmp/fio.out
-node -e '
-const j = JSON.parse(require("fs").readFileSync("/tmp/fio.json", "utf8"));
-const job = j.jobs[0];
-console.log(`fio: error=${job.error} write=${job.write.io_bytes} read(verify)=${job.read.io_bytes} write_iops=${job.write.iops.toFixed(0)}`);
-if (job.error !== 0 || job.read.io_bytes !== job.write.io_bytes || job.write.io_bytes === 0) process.exit(1);
-' || fail "fio verify failed"
-[ "$FIO_RC" = 0 ] || fail "fio exit code $FIO_RC"
+wait_fio_verify
 grep -c "reconnected\|resumed" "$WSBLK_RUN_DIR"/*.log /tmp/server.log || true
 step "disconnect"
 $WSBLK disconnect "$DEV"

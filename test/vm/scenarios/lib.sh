@@ -35,6 +35,20 @@ start_server() { # [export spec...]
   fail "server did not start"
 }
 
+# Waits for the fio job $FIO (started with --output-format=json --output=/tmp/fio.json), prints
+# its figures, and fails unless it verified every byte it wrote without an error.
+wait_fio_verify() {
+  local rc=0
+  wait "$FIO" || rc=$?
+  cat /tmp/fio.out
+  node -e '
+const job = JSON.parse(require("fs").readFileSync("/tmp/fio.json", "utf8")).jobs[0];
+console.log(`fio: error=${job.error} write=${job.write.io_bytes} read(verify)=${job.read.io_bytes} write_iops=${job.write.iops.toFixed(0)}`);
+if (job.error !== 0 || job.read.io_bytes !== job.write.io_bytes || job.write.io_bytes === 0) process.exit(1);
+' || fail "fio verify failed"
+  [ "$rc" = 0 ] || fail "fio exit code $rc"
+}
+
 kill_server() { kill -9 "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
 
 DEVCTL="node $REPO/test/vm/scenarios/devctl.mjs"

@@ -18,14 +18,7 @@ for round in 1 2; do
   kill -0 $FIO || fail "fio ended early: $(tail -5 /tmp/fio.out)"
 done
 step "wait for fio"
-wait $FIO && FIO_RC=0 || FIO_RC=$?
-cat /tmp/fio.out
-node -e '
-const job = JSON.parse(require("fs").readFileSync("/tmp/fio.json", "utf8")).jobs[0];
-console.log(`fio: error=${job.error} write=${job.write.io_bytes} read(verify)=${job.read.io_bytes}`);
-if (job.error !== 0 || job.read.io_bytes !== job.write.io_bytes || job.write.io_bytes === 0) process.exit(1);
-' || fail "fio verify failed"
-[ "$FIO_RC" = 0 ] || fail "fio exit code $FIO_RC"
+wait_fio_verify
 $WSBLK list --json | grep -E '"reconnects"'
 step "disconnect"
 $WSBLK disconnect "$DEV"
