@@ -1,7 +1,6 @@
 // NbdExport: a fixed-newstyle NBD server on a Unix socket that exposes one BlockTarget,
 // under the default name "" and under the target's own export name.
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import { closeSync } from 'node:fs';
 import { connect } from 'node:net';
 import { UnixListener } from '@wsblk/native';
 import type { BlockTarget } from '../target.js';
@@ -88,11 +87,8 @@ export class NbdExport {
     clearTimeout(timer);
   }
 
+  /** A connection from the listener (which calls nothing once close() has closed it). */
   private accept(fd: number): void {
-    if (!this.server) {
-      closeSync(fd);
-      return;
-    }
     const conn = new NbdConnection(fd, this.target, {
       multiConn: this.options.multiConn,
       description: this.options.description,
