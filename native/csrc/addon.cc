@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "fileops.h"
+#include "sockio.h"
 #include "test_hooks.h"
 #include "ublk_control.h"
 #include "ublk_queue.h"
@@ -9,6 +10,7 @@
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wsblk::InitFileOps(env, exports);
+  wsblk::InitSockIo(env, exports);
   wsblk::InitUblkControl(env, exports);
   wsblk::UblkQueue::Init(env, exports);
   wsblk::UnixListener::Init(env, exports);

@@ -68,6 +68,7 @@ export interface RawUnixListener {
 export interface RawBinding {
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<number>;
   mallocTrimThreshold(bytes: number): boolean;
+  dupFd(fd: number): number;
   FALLOC: { KEEP_SIZE: number; PUNCH_HOLE: number; ZERO_RANGE: number };
   control(cmd: number, devId: number, arg: object | null, timeoutMs: number): Promise<unknown>;
   probeControl(): { ok: true } | { ok: false; code: string; errno: number; message: string };

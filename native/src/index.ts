@@ -3,6 +3,7 @@
 export * from './abi.js';
 export * from './errors.js';
 export * from './fileops.js';
+export * from './sockio.js';
 export * from './ublk-available.js';
 export * from './ublk-control.js';
 export * from './ublk-queue.js';

@@ -2,10 +2,11 @@
 //
 // Client: the socket is opened with `onread`, so every read, the HTTP response included, goes
 // into a buffer we choose; once the 101 is checked the same socket feeds the FrameReader.
-// Server: http's 'upgrade' event has parsed the request; we check it and write the 101.
+// Server: http's 'upgrade' event has parsed the request; we check it, take the socket over
+// (onread on a duplicate of its descriptor, where we can) and write the 101.
 import type { IncomingMessage } from 'node:http';
-import { connect as netConnect, isIP, type OnReadOpts, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { Socket, connect as netConnect, isIP, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
+import { TLSSocket, connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WsConn, acceptKey, isValidKey, newKey, type ReadTarget, type WsConnOptions } from './ws.js';
 
@@ -184,12 +185,73 @@ export function upgradeProblem(req: IncomingMessage): string | undefined {
   return undefined;
 }
 
+export interface AcceptOptions extends WsConnOptions {
+  /**
+   * fcntl(F_DUPFD_CLOEXEC) (the native addon's dupFd: a new descriptor, or a negative errno).
+   * With it a plain TCP or Unix socket is re-opened with onread on a duplicate of its
+   * descriptor and http's socket is dropped, so frames are read into buffers the FrameReader
+   * chooses rather than in 'data' events (a fresh 64 KiB buffer per read, and the stream
+   * machinery: bench/README.md, lever 16). TLS sockets, and sockets with bytes still queued
+   * either way, keep 'data' events.
+   */
+  dupFd?: (fd: number) => number;
+}
+
 /** Accepts a checked upgrade: writes the 101 and returns the connection (call start()). */
-export function acceptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string, opts: WsConnOptions): WsConn {
+export function acceptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string, opts: AcceptOptions): WsConn {
   const key = req.headers['sec-websocket-key'] as string;
-  socket.write(
+  const response =
     'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`,
-  );
-  return new WsConn(socket as Socket, 'server', opts, head);
+    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`;
+  const adopted = opts.dupFd ? adopt(socket, opts.dupFd) : null;
+  if (!adopted) {
+    socket.write(response);
+    return new WsConn(socket as Socket, 'server', opts, head);
+  }
+  adopted.socket.write(response);
+  const conn = new WsConn(adopted.socket, 'server', opts, head, 'onread');
+  adopted.reads.reader = conn.reader;
+  return conn;
+}
+
+/**
+ * The reads of an adopted socket. net.Socket asks for its first read buffer as it is made,
+ * before the WsConn (and its reader) exists: that read goes into a buffer of its own and is
+ * pushed to the reader; every later read goes straight into the reader's buffers.
+ */
+class AdoptedReads implements ReadTarget {
+  private first: Buffer | null = Buffer.allocUnsafe(16 * 1024);
+  reader: ReadTarget & { push(chunk: Buffer): void } | null = null;
+  nextBuffer(): Buffer {
+    return this.first ?? this.reader!.nextBuffer();
+  }
+  filled(n: number): void {
+    const first = this.first;
+    if (first === null) return this.reader!.filled(n);
+    this.first = null;
+    this.reader!.push(first.subarray(0, n));
+  }
+}
+
+/**
+ * A plain socket from http's 'upgrade' as a new Socket with onread on a duplicate of its
+ * descriptor; the old socket is destroyed, which closes only its own descriptor (the
+ * connection stays open through the duplicate). Null when the socket cannot be taken over.
+ */
+function adopt(old: Duplex, dupFd: (fd: number) => number): { socket: Socket; reads: AdoptedReads } | null {
+  if (!(old instanceof Socket) || old instanceof TLSSocket || old.destroyed) return null;
+  // Bytes http read past the request are in `head`; anything else buffered either way would
+  // be lost with the old socket.
+  if (old.readableLength !== 0 || old.writableLength !== 0) return null;
+  const fd = (old as Socket & { _handle?: { fd?: unknown } | null })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return null;
+  const dup = dupFd(fd);
+  if (dup < 0) return null;
+  const reads = new AdoptedReads();
+  const onread: OnReadOpts = { buffer: () => reads.nextBuffer(), callback: (n: number) => { reads.filled(n); return true; } };
+  // onread is an option of new net.Socket() too (Node's docs), though @types/node lists it
+  // only for net.connect().
+  const socket = new Socket({ fd: dup, readable: true, writable: true, allowHalfOpen: true, onread } as SocketConstructorOpts);
+  old.destroy();
+  return { socket, reads };
 }

@@ -6,8 +6,9 @@
 // - the client reads with `onread`: the kernel writes straight into the buffer we name for each
 //   read, so a large frame is read into its own buffer (no copy after the first read), and
 //   small frames share an arena (one allocation for many reads, no buffer per read);
-// - the server (sockets from http's 'upgrade': no onread there) hands complete frames over as
-//   views of the chunk they arrived in, and copies only a frame split across chunks;
+// - the server re-opens http's upgrade socket with onread too (acceptUpgrade, on a duplicate
+//   of its descriptor); where it cannot (TLS), it reads 'data' events and hands complete frames
+//   over as views of the chunk they arrived in, copying only a frame split across chunks;
 // - a message is written as one frame, header and payloads corked into one writev.
 // Frames are checked as RFC 6455 says (reserved bits, opcodes, control frame size, masking by
 // role, lengths); the first violation closes with 1002 (1009: too big).
@@ -355,10 +356,17 @@ export class WsConn implements FrameSink {
   private closedByOwner = false;
 
   /**
-   * role 'server': the socket came from an HTTP upgrade and is read with 'data' events.
-   * role 'client': the caller feeds `reader` (onread). `head`: bytes read past the handshake.
+   * `reads`: 'data' when the socket is read with 'data' events (an http upgrade socket that
+   * could not be adopted, see acceptUpgrade), 'onread' when the caller feeds `reader` (a
+   * socket opened with onread). `head`: bytes read past the handshake.
    */
-  constructor(readonly socket: Socket, role: 'client' | 'server', private readonly opts: WsConnOptions, head?: Buffer) {
+  constructor(
+    readonly socket: Socket,
+    role: 'client' | 'server',
+    private readonly opts: WsConnOptions,
+    head?: Buffer,
+    readonly reads: 'data' | 'onread' = role === 'server' ? 'data' : 'onread',
+  ) {
     this.masked = role === 'client';
     this.reader = new FrameReader(this, role === 'server', opts.maxMessage, opts.pool);
     socket.setNoDelay(true);
@@ -366,7 +374,7 @@ export class WsConn implements FrameSink {
     socket.on('end', () => socket.end());
     socket.on('error', () => {}); // 'close' follows, with code 1006 when no close frame came
     if (head && head.length) this.reader.push(head);
-    if (role === 'server') socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
+    if (reads === 'data') socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
   }
 
   /** Delivers what came early, then everything as it comes. Call once the handlers are set. */

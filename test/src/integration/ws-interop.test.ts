@@ -14,6 +14,7 @@ import {
   WS_CLOSE, WsHandshakeError, acceptKey, acceptUpgrade, upgradeProblem, wsConnect,
   type WsConn, type WsConnectOptions,
 } from '@wsblk/shared';
+import { dupFd } from '@wsblk/native';
 import { between, bytes, rng } from '../support/random.js';
 
 const KiB = 1024;
@@ -127,7 +128,8 @@ function refuse(socket: Duplex, status: number, text: string, body: string): voi
 }
 
 /** An http server that upgrades with upgradeProblem/acceptUpgrade, answering 400 to bad upgrades. */
-async function ourServer(onConn: (conn: WsConn, req: IncomingMessage) => void, opts: { maxMessage?: number; closeTimeoutMs?: number } = {}) {
+/** reads: 'onread' (the default, as the storage server does) passes the native dupFd to acceptUpgrade. */
+async function ourServer(onConn: (conn: WsConn, req: IncomingMessage) => void, opts: { maxMessage?: number; closeTimeoutMs?: number; reads?: 'data' | 'onread' } = {}) {
   const http = createHttpServer((_req, res) => { res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket only'); });
   const sockets = trackSockets(http);
   const problems: string[] = [];
@@ -141,7 +143,8 @@ async function ourServer(onConn: (conn: WsConn, req: IncomingMessage) => void, o
       problems.push(problem);
       return refuse(socket, 400, 'Bad Request', problem);
     }
-    onConn(acceptUpgrade(req, socket, head, PROTOCOL, { maxMessage: opts.maxMessage ?? 8 * MiB, closeTimeoutMs: opts.closeTimeoutMs ?? 1000 }), req);
+    const viaDup = (opts.reads ?? 'onread') === 'onread' ? { dupFd } : {};
+    onConn(acceptUpgrade(req, socket, head, PROTOCOL, { maxMessage: opts.maxMessage ?? 8 * MiB, closeTimeoutMs: opts.closeTimeoutMs ?? 1000, ...viaDup }), req);
   });
   const port = await listen(http);
   return { port, problems, heads, url: new URL(`ws://127.0.0.1:${port}/disk0`), close: () => shut(http, sockets) };
@@ -529,202 +532,207 @@ describe('wsConnect against a ws WebSocketServer', () => {
 
 // --- (b) ws client, our server -----------------------------------------------------------------
 
-describe('a ws client against an http server using upgradeProblem/acceptUpgrade', () => {
-  /** Starts our server and connects a ws client; resolves both ends. */
-  async function pair(opts: { maxMessage?: number } = {}) {
-    let resolveConn!: (c: WsConn) => void;
-    const accepted = new Promise<WsConn>((r) => { resolveConn = r; });
-    const srv = await ourServer((conn) => resolveConn(conn), opts);
-    const ws = new WebSocket(srv.url, PROTOCOL);
-    ws.on('error', () => {});
-    await within(once(ws, 'open'), 5000, 'ws open');
-    const conn = await within(accepted, 5000, 'accepted');
-    return { srv, ws, conn };
-  }
-
-  test('messages of 0 B, 3 B, 70 KiB and 4 MiB both ways (masked with random keys), byte-exact', async () => {
-    const { srv, ws, conn } = await pair();
-    try {
-      assert.equal(ws.protocol, PROTOCOL);
-      const mine = watch(conn);
-      const theirs = watchWs(ws);
-      const up = SIZES.map((n, i) => bytes(n, 400 + i));
-      for (const b of up) ws.send(b);
-      // Fragmented by the ws client: one message in three frames.
-      ws.send(bytes(100, 410), { fin: false });
-      ws.send(bytes(70 * KiB, 411), { fin: false });
-      ws.send(bytes(7, 412), { fin: true });
-      await mine.inbox.count(up.length + 1);
-      up.forEach((b, i) => sameBytes(mine.inbox.items[i]!.data, b, `to the server, message ${i} (${b.length} B)`));
-      sameBytes(mine.inbox.items[up.length]!.data, Buffer.concat([bytes(100, 410), bytes(70 * KiB, 411), bytes(7, 412)]), 'fragmented message');
-      assert.ok(mine.inbox.items.every((m) => m.binary));
-
-      const down = SIZES.map((n, i) => bytes(n, 500 + i));
-      for (const b of down) conn.send([b]);
-      conn.send([Buffer.from('a'), bytes(200 * KiB, 510)]);
-      await theirs.inbox.count(down.length + 1);
-      down.forEach((b, i) => sameBytes(theirs.inbox.items[i]!.data, b, `to the ws client, message ${i} (${b.length} B)`));
-      sameBytes(theirs.inbox.items[down.length]!.data, Buffer.concat([Buffer.from('a'), bytes(200 * KiB, 510)]), 'parts');
-      up.forEach((b, i) => sameBytes(mine.inbox.items[i]!.data, b, `kept message ${i}`));
-    } finally {
-      ws.terminate();
-      await srv.close();
-    }
-  });
-
-  test('pings both ways get their pongs', async () => {
-    const { srv, ws, conn } = await pair();
-    try {
-      const mine = watch(conn);
-      const pong = once(ws, 'pong');
-      ws.ping(Buffer.from('from ws'));
-      const [data] = await within(pong, 5000, 'pong at the ws client');
-      assert.equal((data as Buffer).toString(), 'from ws');
-      conn.ping();
-      const deadline = performance.now() + 5000;
-      while (mine.pongs < 1 && performance.now() < deadline) await sleep(5);
-      assert.equal(mine.pongs, 1);
-    } finally {
-      ws.terminate();
-      await srv.close();
-    }
-  });
-
-  test('a close from the ws client arrives with its code and reason; the client sees the code echoed', async () => {
-    const { srv, ws, conn } = await pair();
-    try {
-      const mine = watch(conn);
-      const theirs = watchWs(ws);
-      ws.send(Buffer.from('before close'));
-      ws.close(4003, 'client is done');
-      assert.deepEqual(await within(mine.closed, 5000, 'server onclose'), { code: 4003, reason: 'client is done' });
-      assert.equal((await within(theirs.closed, 5000, 'ws close')).code, 4003);
-      assert.equal(mine.inbox.items.length, 1);
-      assert.equal(mine.inbox.items[0]!.data.toString(), 'before close');
-      assert.equal(mine.closes.length, 1);
-    } finally {
-      ws.terminate();
-      await srv.close();
-    }
-  });
-
-  test('a close from our server arrives at the ws client with code and reason', async () => {
-    const { srv, ws, conn } = await pair();
-    try {
-      const mine = watch(conn);
-      const theirs = watchWs(ws);
-      conn.close(4004, 'server going away');
-      assert.deepEqual(await within(theirs.closed, 5000, 'ws close'), { code: 4004, reason: 'server going away' });
-      assert.equal((await within(mine.closed, 5000, 'server onclose')).code, 4004);
-    } finally {
-      ws.terminate();
-      await srv.close();
-    }
-  });
-
-  test('a message over maxMessage from the ws client closes with 1009', async () => {
-    const { srv, ws, conn } = await pair({ maxMessage: 1 * MiB });
-    try {
-      const mine = watch(conn);
-      const theirs = watchWs(ws);
-      ws.send(bytes(1 * MiB, 1));
-      ws.send(bytes(1 * MiB + 1, 2));
-      assert.equal((await within(theirs.closed, 5000, 'ws close')).code, WS_CLOSE.tooBig);
-      assert.equal((await within(mine.closed, 5000, 'server onclose')).code, WS_CLOSE.tooBig);
-      assert.equal(mine.inbox.items.length, 1);
-      assert.equal(mine.inbox.items[0]!.data.length, 1 * MiB);
-    } finally {
-      ws.terminate();
-      await srv.close();
-    }
-  });
-
-  test('an unmasked frame from a client is answered with a 1002 close', async () => {
-    let resolveConn!: (c: WsConn) => void;
-    const accepted = new Promise<WsConn>((r) => { resolveConn = r; });
-    const srv = await ourServer((conn) => resolveConn(conn));
-    const s = netConnect({ host: '127.0.0.1', port: srv.port });
-    s.on('error', () => {});
-    try {
-      const key = 'dGhlIHNhbXBsZSBub25jZQ==';
-      s.write(`GET /disk0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${PROTOCOL}\r\n\r\n`);
+// Both ways our server can read: http's 'data' events (as over TLS), and a socket re-opened
+// with onread on a duplicate of the descriptor (acceptUpgrade with dupFd: the storage server).
+for (const reads of ['data', 'onread'] as const) {
+  describe(`a ws client against an http server using upgradeProblem/acceptUpgrade (reads: ${reads})`, () => {
+    /** Starts our server and connects a ws client; resolves both ends. */
+    async function pair(opts: { maxMessage?: number } = {}) {
+      let resolveConn!: (c: WsConn) => void;
+      const accepted = new Promise<WsConn>((r) => { resolveConn = r; });
+      const srv = await ourServer((conn) => resolveConn(conn), { ...opts, reads });
+      const ws = new WebSocket(srv.url, PROTOCOL);
+      ws.on('error', () => {});
+      await within(once(ws, 'open'), 5000, 'ws open');
       const conn = await within(accepted, 5000, 'accepted');
-      const mine = watch(conn);
-      const chunks: Buffer[] = [];
-      s.on('data', (c: Buffer) => chunks.push(c));
-      const ended = once(s, 'close');
-      await within((async () => { while (!Buffer.concat(chunks).includes('\r\n\r\n')) await sleep(5); })(), 5000, '101');
-      s.write(clientFrame(2, Buffer.from('fine'), { key: 0x01020304 }));
-      await mine.inbox.count(1);
-      s.write(clientFrame(2, Buffer.from('not masked'), { masked: false }));
-      assert.equal((await within(mine.closed, 5000, 'server onclose')).code, WS_CLOSE.protocol);
-      await within(ended, 5000, 'socket closed by the server');
-      const all = Buffer.concat(chunks);
-      const head = all.indexOf('\r\n\r\n') + 4;
-      assert.match(all.toString('latin1', 0, head), /^HTTP\/1\.1 101 /);
-      assert.match(all.toString('latin1', 0, head), new RegExp(`Sec-WebSocket-Accept: ${acceptKey(key).replace(/[+/]/g, '\\$&')}\r\n`));
-      assert.equal(closeCodeIn(all.subarray(head)), WS_CLOSE.protocol);
-      assert.equal(mine.inbox.items.length, 1, 'nothing after the violation');
-    } finally {
-      s.destroy();
-      await srv.close();
+      return { srv, ws, conn };
     }
-  });
 
-  test('bad upgrades get 400 from the handler that uses upgradeProblem', async () => {
-    let accepted = 0;
-    const srv = await ourServer((conn) => { accepted++; conn.start(); conn.terminate(); });
-    try {
-      const base = (lines: string[], method = 'GET') => `${method} /disk0 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n${lines.join('\r\n')}\r\n\r\n`;
-      const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==';
-      const cases: Array<[string, string, RegExp]> = [
-        ['no Sec-WebSocket-Key', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
-        ['Sec-WebSocket-Version: 12', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 12', key]), /Version/],
-        ['no Sec-WebSocket-Version', base(['Upgrade: websocket', key]), /Version/],
-        ['a key of 15 bytes', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA']), /Sec-WebSocket-Key/],
-        ['a key that is not base64', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: not*base64*at*all*!!!!=']), /Sec-WebSocket-Key/],
-        ['Upgrade: h2c', base(['Upgrade: h2c', 'Sec-WebSocket-Version: 13', key]), /Upgrade/],
-        ['POST', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', key, 'Content-Length: 0'], 'POST'), /method POST/],
-      ];
-      for (const [what, request, why] of cases) {
-        const answer = await rawExchange(srv.port, request);
-        assert.match(answer, /^HTTP\/1\.1 400 /, `${what}: ${JSON.stringify(answer.slice(0, 80))}`);
-        assert.match(answer.slice(answer.indexOf('\r\n\r\n') + 4), why, `${what}: the body says why`);
+    test('messages of 0 B, 3 B, 70 KiB and 4 MiB both ways (masked with random keys), byte-exact', async () => {
+      const { srv, ws, conn } = await pair();
+      try {
+        assert.equal(ws.protocol, PROTOCOL);
+        assert.equal(conn.reads, reads, 'the way the server reads its socket (the path under test)');
+        const mine = watch(conn);
+        const theirs = watchWs(ws);
+        const up = SIZES.map((n, i) => bytes(n, 400 + i));
+        for (const b of up) ws.send(b);
+        // Fragmented by the ws client: one message in three frames.
+        ws.send(bytes(100, 410), { fin: false });
+        ws.send(bytes(70 * KiB, 411), { fin: false });
+        ws.send(bytes(7, 412), { fin: true });
+        await mine.inbox.count(up.length + 1);
+        up.forEach((b, i) => sameBytes(mine.inbox.items[i]!.data, b, `to the server, message ${i} (${b.length} B)`));
+        sameBytes(mine.inbox.items[up.length]!.data, Buffer.concat([bytes(100, 410), bytes(70 * KiB, 411), bytes(7, 412)]), 'fragmented message');
+        assert.ok(mine.inbox.items.every((m) => m.binary));
+
+        const down = SIZES.map((n, i) => bytes(n, 500 + i));
+        for (const b of down) conn.send([b]);
+        conn.send([Buffer.from('a'), bytes(200 * KiB, 510)]);
+        await theirs.inbox.count(down.length + 1);
+        down.forEach((b, i) => sameBytes(theirs.inbox.items[i]!.data, b, `to the ws client, message ${i} (${b.length} B)`));
+        sameBytes(theirs.inbox.items[down.length]!.data, Buffer.concat([Buffer.from('a'), bytes(200 * KiB, 510)]), 'parts');
+        up.forEach((b, i) => sameBytes(mine.inbox.items[i]!.data, b, `kept message ${i}`));
+      } finally {
+        ws.terminate();
+        await srv.close();
       }
-      assert.equal(srv.problems.length, cases.length);
-      assert.equal(accepted, 0);
-      // The same request with everything right is upgraded (the cases above fail for their reason).
-      const good = await new Promise<string>((resolve, reject) => {
-        const s = netConnect({ host: '127.0.0.1', port: srv.port });
-        s.on('error', reject);
-        s.write(base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', key]));
-        s.once('data', (c: Buffer) => { s.destroy(); resolve(c.toString('latin1')); });
-      }).catch((e: Error) => e.message);
-      assert.match(good, /^HTTP\/1\.1 101 /);
-      assert.equal(accepted, 1);
-    } finally {
-      await srv.close();
-    }
-  });
+    });
 
-  test('a ws client asking with a bad version is refused with 400', async () => {
-    let accepted = 0;
-    const srv = await ourServer((conn) => { accepted++; conn.start(); conn.terminate(); });
-    try {
-      const ws = new WebSocket(srv.url, PROTOCOL, { protocolVersion: 8 });
-      const status = await within(new Promise<number>((resolve) => {
-        ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); res.resume(); });
-        ws.on('error', () => {});
-      }), 5000, 'unexpected-response');
-      ws.terminate();
-      assert.equal(status, 400);
-      assert.match(srv.problems[0] ?? '', /Version/);
-      assert.equal(accepted, 0);
-    } finally {
-      await srv.close();
-    }
+    test('pings both ways get their pongs', async () => {
+      const { srv, ws, conn } = await pair();
+      try {
+        const mine = watch(conn);
+        const pong = once(ws, 'pong');
+        ws.ping(Buffer.from('from ws'));
+        const [data] = await within(pong, 5000, 'pong at the ws client');
+        assert.equal((data as Buffer).toString(), 'from ws');
+        conn.ping();
+        const deadline = performance.now() + 5000;
+        while (mine.pongs < 1 && performance.now() < deadline) await sleep(5);
+        assert.equal(mine.pongs, 1);
+      } finally {
+        ws.terminate();
+        await srv.close();
+      }
+    });
+
+    test('a close from the ws client arrives with its code and reason; the client sees the code echoed', async () => {
+      const { srv, ws, conn } = await pair();
+      try {
+        const mine = watch(conn);
+        const theirs = watchWs(ws);
+        ws.send(Buffer.from('before close'));
+        ws.close(4003, 'client is done');
+        assert.deepEqual(await within(mine.closed, 5000, 'server onclose'), { code: 4003, reason: 'client is done' });
+        assert.equal((await within(theirs.closed, 5000, 'ws close')).code, 4003);
+        assert.equal(mine.inbox.items.length, 1);
+        assert.equal(mine.inbox.items[0]!.data.toString(), 'before close');
+        assert.equal(mine.closes.length, 1);
+      } finally {
+        ws.terminate();
+        await srv.close();
+      }
+    });
+
+    test('a close from our server arrives at the ws client with code and reason', async () => {
+      const { srv, ws, conn } = await pair();
+      try {
+        const mine = watch(conn);
+        const theirs = watchWs(ws);
+        conn.close(4004, 'server going away');
+        assert.deepEqual(await within(theirs.closed, 5000, 'ws close'), { code: 4004, reason: 'server going away' });
+        assert.equal((await within(mine.closed, 5000, 'server onclose')).code, 4004);
+      } finally {
+        ws.terminate();
+        await srv.close();
+      }
+    });
+
+    test('a message over maxMessage from the ws client closes with 1009', async () => {
+      const { srv, ws, conn } = await pair({ maxMessage: 1 * MiB });
+      try {
+        const mine = watch(conn);
+        const theirs = watchWs(ws);
+        ws.send(bytes(1 * MiB, 1));
+        ws.send(bytes(1 * MiB + 1, 2));
+        assert.equal((await within(theirs.closed, 5000, 'ws close')).code, WS_CLOSE.tooBig);
+        assert.equal((await within(mine.closed, 5000, 'server onclose')).code, WS_CLOSE.tooBig);
+        assert.equal(mine.inbox.items.length, 1);
+        assert.equal(mine.inbox.items[0]!.data.length, 1 * MiB);
+      } finally {
+        ws.terminate();
+        await srv.close();
+      }
+    });
+
+    test('an unmasked frame from a client is answered with a 1002 close', async () => {
+      let resolveConn!: (c: WsConn) => void;
+      const accepted = new Promise<WsConn>((r) => { resolveConn = r; });
+      const srv = await ourServer((conn) => resolveConn(conn), { reads });
+      const s = netConnect({ host: '127.0.0.1', port: srv.port });
+      s.on('error', () => {});
+      try {
+        const key = 'dGhlIHNhbXBsZSBub25jZQ==';
+        s.write(`GET /disk0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${PROTOCOL}\r\n\r\n`);
+        const conn = await within(accepted, 5000, 'accepted');
+        const mine = watch(conn);
+        const chunks: Buffer[] = [];
+        s.on('data', (c: Buffer) => chunks.push(c));
+        const ended = once(s, 'close');
+        await within((async () => { while (!Buffer.concat(chunks).includes('\r\n\r\n')) await sleep(5); })(), 5000, '101');
+        s.write(clientFrame(2, Buffer.from('fine'), { key: 0x01020304 }));
+        await mine.inbox.count(1);
+        s.write(clientFrame(2, Buffer.from('not masked'), { masked: false }));
+        assert.equal((await within(mine.closed, 5000, 'server onclose')).code, WS_CLOSE.protocol);
+        await within(ended, 5000, 'socket closed by the server');
+        const all = Buffer.concat(chunks);
+        const head = all.indexOf('\r\n\r\n') + 4;
+        assert.match(all.toString('latin1', 0, head), /^HTTP\/1\.1 101 /);
+        assert.match(all.toString('latin1', 0, head), new RegExp(`Sec-WebSocket-Accept: ${acceptKey(key).replace(/[+/]/g, '\\$&')}\r\n`));
+        assert.equal(closeCodeIn(all.subarray(head)), WS_CLOSE.protocol);
+        assert.equal(mine.inbox.items.length, 1, 'nothing after the violation');
+      } finally {
+        s.destroy();
+        await srv.close();
+      }
+    });
+
+    test('bad upgrades get 400 from the handler that uses upgradeProblem', async () => {
+      let accepted = 0;
+      const srv = await ourServer((conn) => { accepted++; conn.start(); conn.terminate(); }, { reads });
+      try {
+        const base = (lines: string[], method = 'GET') => `${method} /disk0 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n${lines.join('\r\n')}\r\n\r\n`;
+        const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==';
+        const cases: Array<[string, string, RegExp]> = [
+          ['no Sec-WebSocket-Key', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
+          ['Sec-WebSocket-Version: 12', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 12', key]), /Version/],
+          ['no Sec-WebSocket-Version', base(['Upgrade: websocket', key]), /Version/],
+          ['a key of 15 bytes', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA']), /Sec-WebSocket-Key/],
+          ['a key that is not base64', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: not*base64*at*all*!!!!=']), /Sec-WebSocket-Key/],
+          ['Upgrade: h2c', base(['Upgrade: h2c', 'Sec-WebSocket-Version: 13', key]), /Upgrade/],
+          ['POST', base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', key, 'Content-Length: 0'], 'POST'), /method POST/],
+        ];
+        for (const [what, request, why] of cases) {
+          const answer = await rawExchange(srv.port, request);
+          assert.match(answer, /^HTTP\/1\.1 400 /, `${what}: ${JSON.stringify(answer.slice(0, 80))}`);
+          assert.match(answer.slice(answer.indexOf('\r\n\r\n') + 4), why, `${what}: the body says why`);
+        }
+        assert.equal(srv.problems.length, cases.length);
+        assert.equal(accepted, 0);
+        // The same request with everything right is upgraded (the cases above fail for their reason).
+        const good = await new Promise<string>((resolve, reject) => {
+          const s = netConnect({ host: '127.0.0.1', port: srv.port });
+          s.on('error', reject);
+          s.write(base(['Upgrade: websocket', 'Sec-WebSocket-Version: 13', key]));
+          s.once('data', (c: Buffer) => { s.destroy(); resolve(c.toString('latin1')); });
+        }).catch((e: Error) => e.message);
+        assert.match(good, /^HTTP\/1\.1 101 /);
+        assert.equal(accepted, 1);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    test('a ws client asking with a bad version is refused with 400', async () => {
+      let accepted = 0;
+      const srv = await ourServer((conn) => { accepted++; conn.start(); conn.terminate(); }, { reads });
+      try {
+        const ws = new WebSocket(srv.url, PROTOCOL, { protocolVersion: 8 });
+        const status = await within(new Promise<number>((resolve) => {
+          ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); res.resume(); });
+          ws.on('error', () => {});
+        }), 5000, 'unexpected-response');
+        ws.terminate();
+        assert.equal(status, 400);
+        assert.match(srv.problems[0] ?? '', /Version/);
+        assert.equal(accepted, 0);
+      } finally {
+        await srv.close();
+      }
+    });
   });
-});
+}
 
 // --- (c) wsConnect refusals --------------------------------------------------------------------
 
@@ -1092,8 +1100,8 @@ describe('messages that come with the handshake wait for start()', () => {
     }
   });
 
-  test('acceptUpgrade: a masked frame in the same write as the upgrade request (`head`) reaches onmessage after start() (at once, or 50 ms later)', async () => {
-    for (const delay of [0, 50]) {
+  test('acceptUpgrade: a masked frame in the same write as the upgrade request (`head`) reaches onmessage after start() (at once, or 50 ms later; reads by data events and by onread)', async () => {
+    for (const [reads, delay] of [['data', 0], ['data', 50], ['onread', 0], ['onread', 50]] as const) {
       let server!: ReturnType<typeof watch>;
       let resolveWatched!: () => void;
       const watched = new Promise<void>((r) => { resolveWatched = r; });
@@ -1101,14 +1109,14 @@ describe('messages that come with the handshake wait for start()', () => {
         const go = () => { server = watch(conn); resolveWatched(); };
         if (delay) setTimeout(go, delay);
         else go();
-      });
+      }, { reads });
       let c: Awaited<ReturnType<typeof rawClient>> | undefined;
       try {
         c = await rawClient(srv.port, clientFrame(2, Buffer.from('hello'), { key: 0x01020304 }));
         await within(watched, 5000, 'accepted');
         await server.inbox.count(1, 5000);
         assert.equal(srv.heads[0], 11, 'the frame came in `head` (the path under test)');
-        assert.equal(server.inbox.items[0]!.data.toString(), 'hello', `delay ${delay}`);
+        assert.equal(server.inbox.items[0]!.data.toString(), 'hello', `${reads}, delay ${delay}`);
         assert.equal(server.inbox.items[0]!.binary, true);
         await sleep(20);
         assert.equal(server.inbox.items.length, 1, 'once');
@@ -1116,6 +1124,39 @@ describe('messages that come with the handshake wait for start()', () => {
         c?.s.destroy();
         await srv.close();
       }
+    }
+  });
+
+  test('acceptUpgrade with dupFd: frames written in pieces right after the 101 (the first read of the re-opened socket, then the frame reader\'s) arrive whole and in order, and the answer goes out', async () => {
+    let server!: ReturnType<typeof watch>;
+    let resolveConn!: (c: WsConn) => void;
+    const accepted = new Promise<WsConn>((r) => { resolveConn = r; });
+    const srv = await ourServer((conn) => { server = watch(conn); resolveConn(conn); }, { reads: 'onread' });
+    let c: Awaited<ReturnType<typeof rawClient>> | undefined;
+    try {
+      c = await rawClient(srv.port);
+      const conn = await within(accepted, 5000, 'accepted');
+      assert.equal(conn.reads, 'onread');
+      const big = bytes(70 * KiB, 77);
+      const smalls = Array.from({ length: 100 }, (_, i) => Buffer.from(`small ${i}`));
+      const wire = Buffer.concat([clientFrame(2, big, { key: 0x0badf00d }), ...smalls.map((b, i) => clientFrame(2, b, { key: i * 0x01010101 }))]);
+      // Pieces of 7 B (the first read gets less than a frame header), 20 KiB (past the first
+      // read's 16 KiB buffer), then the rest in 3 writes, 15 ms apart so they are separate reads.
+      const cuts = [7, 20 * KiB, 50 * KiB, 72 * KiB, wire.length];
+      let at = 0;
+      for (const cut of cuts) {
+        c.s.write(wire.subarray(at, cut));
+        at = cut;
+        await sleep(15);
+      }
+      await server.inbox.count(101, 5000);
+      sameBytes(server.inbox.items[0]!.data, big, 'the 70 KiB frame');
+      smalls.forEach((b, i) => assert.equal(server.inbox.items[i + 1]!.data.toString(), b.toString(), `small frame ${i}`));
+      conn.send([Buffer.from('answer')]);
+      await within((async () => { while (!c!.after().includes('answer')) await sleep(5); })(), 5000, 'the answer at the client');
+    } finally {
+      c?.s.destroy();
+      await srv.close();
     }
   });
 
