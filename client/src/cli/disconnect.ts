@@ -14,7 +14,14 @@ async function disconnectOne(dir: string, s: DeviceState): Promise<void> {
     for (let i = 0; i < 100 && pidAlive(s.pid); i++) await new Promise((r) => setTimeout(r, 50));
   }
   // A dead daemon leaves its files (and an NBD socket, or a QUIESCED ublk device) behind.
-  if (s.supervisorPid && pidAlive(s.supervisorPid)) process.kill(s.supervisorPid, 'SIGKILL');
+  if (s.supervisorPid && pidAlive(s.supervisorPid)) {
+    // The supervisor exits by itself once its daemon has exited cleanly: it may be gone by now.
+    try {
+      process.kill(s.supervisorPid, 'SIGKILL');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
+  }
   if (s.socket) rmSync(s.socket, { force: true });
   if (s.kind === 'ublk' && s.devId !== undefined && (await kernelState(s.devId))) {
     await stopDevice(s.devId).catch(() => {});
