@@ -69,12 +69,14 @@ export class NbdExport {
     if (!server) return;
     this.server = null;
     server.close();
+    // Connections stop taking requests now, before anything is awaited: a request whose bytes
+    // arrive while the socket file is being removed must not run.
+    const conns = [...this.connections];
+    for (const c of conns) c.shutdown();
     // No new client can connect from here on: the socket file goes now (as net.Server's did).
     const path = this.path!;
     this.path = null;
     await unlink(path).catch(() => {});
-    const conns = [...this.connections];
-    for (const c of conns) c.shutdown();
     const all = Promise.all(conns.map((c) => c.closed));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
