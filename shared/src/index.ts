@@ -7,5 +7,6 @@ export * from './zero.js';
 export * from './log.js';
 export * from './ws.js';
 export * from './ws-handshake.js';
+export * from './onread.js';
 export * from './token.js';
 export * from './pool.js';

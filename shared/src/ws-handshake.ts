@@ -5,9 +5,10 @@
 // Server: http's 'upgrade' event has parsed the request; we check it, take the socket over
 // (onread on a duplicate of its descriptor, where we can) and write the 101.
 import type { IncomingMessage } from 'node:http';
-import { Socket, connect as netConnect, isIP, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
+import { Socket, connect as netConnect, isIP } from 'node:net';
 import { TLSSocket, connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { onreadInto, socketOnFd } from './onread.js';
 import { WsConn, acceptKey, isValidKey, newKey, type ReadTarget, type WsConnOptions } from './ws.js';
 
 /** Why a client handshake failed. `status`/`body`: the server answered other than 101. */
@@ -96,7 +97,7 @@ export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
     let head: ParsedHead | null = null;
     const response = new ResponseReader(() => onBytes());
     const redirect = new Redirect(response);
-    const onread: OnReadOpts = { buffer: () => redirect.nextBuffer(), callback: (n: number) => { redirect.filled(n); return true; } };
+    const onread = onreadInto(redirect);
     // tls.connect takes onread as net.connect does (Node >= 12); @types/node does not list it.
     const socket: Socket = url.protocol === 'wss:'
       ? tlsConnect({ ...opts.tls, host, port, ...(isIP(host) ? {} : { servername: host }), onread } as ConnectionOptions)
@@ -248,10 +249,7 @@ function adopt(old: Duplex, dupFd: (fd: number) => number): { socket: Socket; re
   const dup = dupFd(fd);
   if (dup < 0) return null;
   const reads = new AdoptedReads();
-  const onread: OnReadOpts = { buffer: () => reads.nextBuffer(), callback: (n: number) => { reads.filled(n); return true; } };
-  // onread is an option of new net.Socket() too (Node's docs), though @types/node lists it
-  // only for net.connect().
-  const socket = new Socket({ fd: dup, readable: true, writable: true, allowHalfOpen: true, onread } as SocketConstructorOpts);
+  const socket = socketOnFd(dup, reads);
   old.destroy();
   return { socket, reads };
 }

@@ -2,7 +2,8 @@
 // (handshake, then transmission). The socket reads (onread) into buffers we choose: the rest
 // of a WRITE payload straight into the payload's buffer, everything else into an arena that
 // many reads share (never written twice, so the queue can keep views of it).
-import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
+import type { Socket } from 'node:net';
+import { socketOnFd, type ReadTarget } from '@wsblk/shared';
 import type { BlockTarget } from '../target.js';
 import { ByteQueue } from './byte-queue.js';
 import { describeExport, type ExportInfo, type ExportInfoOptions } from './export-info.js';
@@ -20,11 +21,11 @@ export interface ConnectionOptions extends ExportInfoOptions {
 const ARENA = 64 * 1024;
 const MIN_READ = 8 * 1024;
 
-export class NbdConnection {
+export class NbdConnection implements ReadTarget {
   private readonly q = new ByteQueue();
   private arena = Buffer.allocUnsafe(ARENA);
   private arenaEnd = 0;
-  /** The payload view handed to the socket as its read buffer, if the last one was. */
+  /** The payload view nextBuffer() returned last, if it returned one. */
   private direct: Buffer | null = null;
   readonly socket: Socket;
   private readonly exp: ExportInfo;
@@ -41,13 +42,7 @@ export class NbdConnection {
     private readonly target: BlockTarget,
     private readonly options: ConnectionOptions,
   ) {
-    // onread is an option of new net.Socket() too (Node's docs), though @types/node lists it
-    // only for net.connect().
-    const opts: SocketConstructorOpts & { onread: OnReadOpts } = {
-      fd, readable: true, writable: true, allowHalfOpen: true,
-      onread: { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array) => { this.onRead(n, buf); return true; } },
-    };
-    const socket = new Socket(opts);
+    const socket = socketOnFd(fd, this);
     this.socket = socket;
     // Built per connection so that a client sees the target's info as it is when it connects.
     this.exp = describeExport(target.info, options);
@@ -90,7 +85,8 @@ export class NbdConnection {
     this.socket.destroy();
   }
 
-  private nextReadBuffer(): Buffer {
+  /** ReadTarget (for the socket's onread): where the next read goes. */
+  nextBuffer(): Buffer {
     const direct = this.transmission?.directTarget() ?? null;
     this.direct = direct;
     if (direct) return direct;
@@ -101,8 +97,9 @@ export class NbdConnection {
     return this.arena.subarray(this.arenaEnd);
   }
 
-  private onRead(n: number, buf: Uint8Array): void {
-    if (buf === this.direct) {
+  /** ReadTarget: `n` bytes were read into the buffer nextBuffer() returned last. */
+  filled(n: number): void {
+    if (this.direct !== null) {
       this.direct = null;
       this.transmission!.directFilled(n);
       return;
