@@ -8,6 +8,13 @@ import { listCommand } from './list.js';
 import { recoverCommand } from './recover.js';
 import { serveCommand } from './serve.js';
 
+// A reader that went away (`wsblk --help | head -1`, `wsblk list | true`) is not our error:
+// what is left of the output is dropped. A foreground daemon whose stdout reader is gone keeps
+// serving its device.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('wsblk')

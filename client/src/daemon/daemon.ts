@@ -84,7 +84,8 @@ export class Daemon {
     return {
       id: this.state.id, kind: this.state.kind, device: this.state.device, url: this.state.url, pid: process.pid,
       state: t.connected ? 'connected' : 'reconnecting', inflight: t.inflight, reconnects: t.reconnects,
-      replayed: t.replayed, timedOut: t.timedOut, sessionId: t.sessionId, epoch: t.epoch,
+      replayed: t.replayed, timedOut: t.timedOut, requestsSent: t.requestsSent, messagesSent: t.messagesSent,
+      repliesReceived: t.repliesReceived, messagesReceived: t.messagesReceived, sessionId: t.sessionId, epoch: t.epoch,
       size: this.disk.info.size, readOnly: this.disk.info.readOnly, ...this.frontend.status?.(),
     };
   }

@@ -60,6 +60,12 @@ export interface TransportStats {
   reconnects: number;
   replayed: number;
   timedOut: number;
+  /** Requests sent (replays included) and the messages that carried them: their ratio is the batch size. */
+  requestsSent: number;
+  messagesSent: number;
+  /** Replies received and the messages that carried them. */
+  repliesReceived: number;
+  messagesReceived: number;
 }
 
 /** TLS verification failures (Node's codes): a configuration problem, not a transient one. */
@@ -97,6 +103,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
   private reconnects = 0;
   private replayed = 0;
   private timedOut = 0;
+  private requestsSent = 0;
+  private messagesSent = 0;
+  private repliesReceived = 0;
+  private messagesReceived = 0;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private ioTimer: NodeJS.Timeout | undefined;
@@ -152,6 +162,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       reconnects: this.reconnects,
       replayed: this.replayed,
       timedOut: this.timedOut,
+      requestsSent: this.requestsSent,
+      messagesSent: this.messagesSent,
+      repliesReceived: this.repliesReceived,
+      messagesReceived: this.messagesReceived,
     };
   }
 
@@ -362,6 +376,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       bytes += e.req.op === Op.Write ? e.req.length : 0;
       if (reqs.length === LIMITS.maxRecords || bytes >= MAX_BATCH_BYTES || i === out.length - 1) {
         ws.send(encodeRequests(reqs, this.lz4));
+        this.requestsSent += reqs.length;
+        this.messagesSent++;
         reqs.length = 0;
         bytes = 0;
       }
@@ -378,6 +394,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       const msg = decodeMessage(data, { maxPayload: this.info.maxPayload });
       if (msg.kind !== 'replies') throw new ProtocolError(`unexpected ${msg.kind} message`);
       replies = msg.replies;
+      this.messagesReceived++;
+      this.repliesReceived += replies.length;
     } catch (e) {
       log.error(`bad message from server: ${(e as Error).message}; reconnecting`);
       ws.close(CloseCode.Malformed, 'malformed message');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { freePort, requireTool, startServer, tempDir, wsblk } from '../support/procs.js';
+import { WSBLK, freePort, requireTool, startServer, tempDir, wsblk } from '../support/procs.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -153,6 +153,17 @@ test('every command has --help that exits 0', async () => {
     assert.equal(r.code, 0, cmd.join(' '));
     assert.match(r.stdout, /Usage: wsblk/);
     assert.match(r.stdout, /Exit codes:/);
+  }
+});
+
+test('output into a pipe whose reader has gone is dropped quietly (no EPIPE crash)', async () => {
+  // `true` exits before node has started, so every write to stdout fails with EPIPE.
+  for (const cmd of ['--help', 'connect --help', 'list']) {
+    const r = await execFileP('bash', ['-o', 'pipefail', '-c', `"${process.execPath}" "${WSBLK}" ${cmd} | true`], {
+      env: { ...process.env, WSBLK_RUN_DIR: '/nonexistent-wsblk-run' },
+    }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }));
+    assert.equal(r.stderr, '', cmd);
+    assert.equal(r.code, 0, cmd);
   }
 });
 

@@ -229,6 +229,10 @@ describe('large batches', () => {
       await Promise.all(ts.map((t) => t.done));
       assert.ok(ts.every((t) => t.calls === 1 && t.status === 0));
       assert.equal(backend.callsOf('flush').length, 5000);
+      // Submitted in one turn: one message of 4096 records and one of the other 904.
+      const st = disk.stats;
+      assert.deepEqual([st.requestsSent, st.messagesSent, st.repliesReceived], [5000, 2, 5000]);
+      assert.ok(st.messagesReceived >= 2 && st.messagesReceived <= 5000, `${st.messagesReceived} reply messages`);
     } finally {
       await disk.close();
       await s.close();

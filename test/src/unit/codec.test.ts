@@ -5,7 +5,9 @@ import {
   decodeMessage, encodeHello, encodeReplies, encodeRequests, encodeWelcome, joinParts, maybeCompress,
   type BlockReply, type BlockRequest, type Hello, type Welcome,
 } from '@wsblk/shared';
+import { Packr } from 'msgpackr';
 import { U64, frame, msgpack } from '../support/raw-client.js';
+import { rng } from '../support/random.js';
 import { compressible, pattern } from '../support/server.js';
 
 const welcome: Welcome = {
@@ -362,3 +364,98 @@ describe('the decoder refuses malformed messages with a ProtocolError', () => {
     rejects(Buffer.concat([big.subarray(0, 8), big.subarray(8), Buffer.alloc(65 << 10)]), /too large/);
   });
 });
+
+describe('batch headers are written and read without msgpackr, as msgpackr would (lever 18)', () => {
+  const packr = new Packr({ useRecords: false, moreTypes: false });
+  /** msgpackr's encoding of a batch header, prefixed: what encodeRequests/encodeReplies wrote before lever 18. */
+  const packed = (kind: Kind, records: unknown[]) => frame(kind, packr.pack(records));
+  const header = (parts: Buffer[]) => parts[0]!;
+  // Each size of integer msgpack has, at both of its edges, and the largest safe integer.
+  const edges = [0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 512, Number.MAX_SAFE_INTEGER];
+  const pick = (rnd: () => number, xs: readonly number[]) => xs[Math.floor(rnd() * xs.length)]!;
+
+  test('request and reply headers are msgpackr\'s bytes, for every integer size and batch size', () => {
+    const rnd = rng(18);
+    for (const n of [1, 15, 16, 17, 300, LIMITS.maxRecords]) {
+      const reqs: BlockRequest[] = Array.from({ length: n }, () => ({
+        seq: pick(rnd, edges), op: Op.Discard, flags: pick(rnd, [0, FLAG_FUA, 0xffff]), offset: pick(rnd, edges), length: pick(rnd, edges),
+      }));
+      const recs = reqs.map((r) => [r.seq, r.op, r.flags, r.offset, r.length, 0, 0]);
+      assert.deepEqual(header(encodeRequests(reqs, false)), packed(Kind.Requests, recs), `${n} requests`);
+      const reps: BlockReply[] = reqs.map((r) => ({ seq: r.seq, status: pick(rnd, [0, Errno.EIO, 4095]) }));
+      assert.deepEqual(header(encodeReplies(reps, false)), packed(Kind.Replies, reps.map((r) => [r.seq, r.status, 0, 0])), `${n} replies`);
+    }
+    const data = pattern(300, 4);
+    const withData = encodeReplies([{ seq: 70000, status: 0, data }], false);
+    assert.deepEqual(header(withData), packed(Kind.Replies, [[70000, 0, 0, 300]]));
+  });
+
+  test('what the writer does not take (negative, fractional, past 2^53) goes through msgpackr, and the reader refuses it as before', () => {
+    for (const bad of [-1, 1.5, 2 ** 60, NaN]) {
+      const reqs: BlockRequest[] = [{ seq: 1, op: Op.Flush, flags: 0, offset: bad, length: 0 }];
+      const msg = header(encodeRequests(reqs, false));
+      assert.deepEqual(msg, packed(Kind.Requests, [[1, Op.Flush, 0, bad, 0, 0, 0]]), String(bad));
+      rejects(msg, /requests\[0\]\.offset: expected an integer/);
+    }
+  });
+
+  test('random batches read the same from msgpackr\'s smallest encoding and from a wider one (array16 everywhere)', () => {
+    const rnd = rng(7);
+    for (let round = 0; round < 200; round++) {
+      const n = 1 + Math.floor(rnd() * 40);
+      const recs = Array.from({ length: n }, () => rec({ seq: pick(rnd, edges), op: pick(rnd, [Op.Read, Op.Flush, Op.Discard]), offset: pick(rnd, edges), length: pick(rnd, [0, 512, 4096, 1 << 20]) }));
+      const reps = Array.from({ length: n }, () => [pick(rnd, edges), pick(rnd, [0, Errno.EIO]), 0, 0]);
+      assert.deepEqual(decodeMessage(packed(Kind.Requests, recs)), decodeMessage(reqFrame(recs)));
+      assert.deepEqual(decodeMessage(packed(Kind.Replies, reps)), decodeMessage(repFrame(reps)));
+    }
+  });
+
+  test('malformed records in msgpackr\'s encoding are refused with the messages of the msgpackr path', () => {
+    const cases: Array<[unknown[], RegExp]> = [
+      [[rec({ seq: 1.5 })], /requests\[0\]\.seq: expected an integer/],
+      [[rec({ offset: 2 ** 60 })], /requests\[0\]\.offset: expected an integer/],
+      [[rec({ op: 5 })], /requests\[0\]\.op: expected an integer in 0\.\.4, got 5/],
+      [[rec(), rec({ flags: 0x8000 })], /requests\[1\]\.flags: unknown bits 0x8000/],
+      [[rec({ length: 2 << 20 })], /requests\[0\]\.length: expected an integer in 0\.\.1048576/],
+      [[rec({ pflags: 2 })], /requests\[0\]\.payloadFlags/],
+      [[rec({ wire: 10 })], /requests\[0\]: READ carries a payload/],
+      [[rec({ op: Op.Write, length: 0 })], /WRITE of zero bytes/],
+      [[rec({ op: Op.Write, length: 4, wire: 4 })], /runs past the end of the message/],
+      [[rec().slice(0, 6)], /requests\[0\]: expected a record of 7 fields/],
+      [[], /requests: empty batch/],
+    ];
+    for (const [recs, message] of cases) {
+      rejects(packed(Kind.Requests, recs), message, { maxPayload: 1 << 20 });
+      rejects(reqFrame(recs), message, { maxPayload: 1 << 20 });
+    }
+    rejects(packed(Kind.Replies, [[1, 5000, 0, 0]]), /replies\[0\]\.status: expected an integer in 0\.\.4095/);
+    rejects(packed(Kind.Replies, [[1, Errno.EIO, 0, 8]]), /an error reply carries data/);
+  });
+
+  test('a header cut short or with a byte changed anywhere is a ProtocolError or a batch, never another error', () => {
+    const good = joinParts(encodeRequests([
+      { seq: 300, op: Op.Write, flags: FLAG_FUA, offset: 2 ** 33, length: 4, payload: Buffer.from('abcd') },
+      { seq: 301, op: Op.Read, flags: 0, offset: 70000, length: 4096 },
+    ], false));
+    const h = good.readUInt32LE(4);
+    const rnd = rng(3);
+    const decodes = (buf: Buffer) => {
+      try {
+        decodeMessage(buf);
+      } catch (e) {
+        assert.ok(e instanceof ProtocolError, `${buf.toString('hex')}: ${(e as Error).stack}`);
+      }
+    };
+    for (let cut = 0; cut < h; cut++) {
+      const b = Buffer.from(good);
+      b.writeUInt32LE(cut, 4);
+      decodes(b);
+    }
+    for (let i = 0; i < 3000; i++) {
+      const b = Buffer.from(good);
+      b[8 + Math.floor(rnd() * h)] = Math.floor(rnd() * 256);
+      decodes(b);
+    }
+  });
+});
+
