@@ -69,6 +69,7 @@ export interface RawBinding {
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<number>;
   mallocTrimThreshold(bytes: number): boolean;
   dupFd(fd: number): number;
+  sendv(fd: number, buffers: readonly Buffer[]): number;
   FALLOC: { KEEP_SIZE: number; PUNCH_HOLE: number; ZERO_RANGE: number };
   control(cmd: number, devId: number, arg: object | null, timeoutMs: number): Promise<unknown>;
   probeControl(): { ok: true } | { ok: false; code: string; errno: number; message: string };

@@ -9,3 +9,14 @@ import { binding } from './binding.js';
 export function dupFd(fd: number): number {
   return binding.dupFd(fd);
 }
+
+/**
+ * sendmsg(fd, buffers, MSG_DONTWAIT | MSG_NOSIGNAL): the bytes the kernel took (all, part, or
+ * none), or a negative errno (-EAGAIN when the send buffer is full). At most 1024 buffers are
+ * offered. The data is copied into the socket before it returns. WebSocket connections send a
+ * message this way when nothing waits in the socket's own queue (WsConnOptions.sendv in
+ * @wsblk/shared; bench/README.md, lever 19).
+ */
+export function sendv(fd: number, buffers: readonly Buffer[]): number {
+  return binding.sendv(fd, buffers);
+}

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { LIMITS, SUBPROTOCOL, acceptUpgrade, bufferPool, logger, upgradeProblem } from '@wsblk/shared';
-import { dupFd } from '@wsblk/native';
+import { dupFd, sendv } from '@wsblk/native';
 import type { Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
 import { ServerConnection, type ExportHandle } from './connection.js';
@@ -122,8 +122,9 @@ export class StorageServer {
       // Request frames that span socket chunks are assembled in pooled buffers, which go back
       // once every WRITE in them has reached the backend (ServerConnection.execute).
       pool: bufferPool,
-      // Plain sockets are re-opened with onread (bench/README.md, lever 16).
-      dupFd,
+      // Plain sockets are re-opened with onread (bench/README.md, lever 16), and frames go
+      // straight to the descriptor while nothing is queued (lever 19).
+      dupFd, sendv,
     });
     const conn = new ServerConnection(ws, exp, auth.readOnly, this.sessions, peer);
     this.connections.add(conn);

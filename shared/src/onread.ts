@@ -2,6 +2,7 @@
 // ReadTarget names, with no buffer per read and no Readable stream in between. Used by the
 // WebSocket client and server (ws-handshake.ts) and the daemon's NBD export.
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { ReadTarget } from './ws.js';
 
 /** The onread option of net.connect / tls.connect / new net.Socket for a ReadTarget. */
@@ -20,4 +21,14 @@ export function socketOnFd(fd: number, target: ReadTarget): Socket {
     fd, readable: true, writable: true, allowHalfOpen: true, onread: onreadInto(target),
   };
   return new Socket(opts);
+}
+
+/**
+ * The descriptor of a plain (not TLS) TCP or Unix socket, or -1: the one a caller may read,
+ * write or duplicate beside Node's handle.
+ */
+export function plainFdOf(socket: unknown): number {
+  if (!(socket instanceof Socket) || socket instanceof TLSSocket) return -1;
+  const fd = (socket as Socket & { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }

@@ -6,9 +6,9 @@
 // (onread on a duplicate of its descriptor, where we can) and write the 101.
 import type { IncomingMessage } from 'node:http';
 import { Socket, connect as netConnect, isIP } from 'node:net';
-import { TLSSocket, connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { onreadInto, socketOnFd } from './onread.js';
+import { onreadInto, plainFdOf, socketOnFd } from './onread.js';
 import { WsConn, acceptKey, isValidKey, newKey, type ReadTarget, type WsConnOptions } from './ws.js';
 
 /** Why a client handshake failed. `status`/`body`: the server answered other than 101. */
@@ -240,12 +240,11 @@ class AdoptedReads implements ReadTarget {
  * connection stays open through the duplicate). Null when the socket cannot be taken over.
  */
 function adopt(old: Duplex, dupFd: (fd: number) => number): { socket: Socket; reads: AdoptedReads } | null {
-  if (!(old instanceof Socket) || old instanceof TLSSocket || old.destroyed) return null;
+  const fd = plainFdOf(old);
+  if (fd < 0 || old.destroyed) return null;
   // Bytes http read past the request are in `head`; anything else buffered either way would
   // be lost with the old socket.
   if (old.readableLength !== 0 || old.writableLength !== 0) return null;
-  const fd = (old as Socket & { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return null;
   const dup = dupFd(fd);
   if (dup < 0) return null;
   const reads = new AdoptedReads();

@@ -15,6 +15,7 @@
 import type { BufferPool } from './pool.js';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { plainFdOf } from './onread.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -331,6 +332,14 @@ export interface WsConnOptions {
    * is the handler's to keep.
    */
   pool?: BufferPool;
+  /**
+   * sendmsg without blocking (the native addon's sendv: bytes taken, or a negative errno).
+   * With it, a frame goes straight to a plain socket's descriptor whenever nothing waits in the
+   * socket's queue, without the Writable machinery of socket.write (a write request, state
+   * updates, an after-write callback on a nextTick: bench/README.md, lever 19); what the kernel
+   * does not take is queued with socket.write as before. TLS sockets never use it.
+   */
+  sendv?: (fd: number, buffers: readonly Buffer[]) => number;
 }
 
 type State = 'open' | 'closing' | 'closed';
@@ -354,6 +363,11 @@ export class WsConn implements FrameSink {
   private early: Array<[Buffer, boolean]> | null = [];
   private earlyClose: [number, string] | undefined;
   private closedByOwner = false;
+  /** The descriptor sendv writes to, or -1: everything goes through socket.write. */
+  private readonly fd: number;
+  private readonly out: Buffer[] = [];
+  /** Frames the kernel took whole from sendv (the rest went through socket.write). */
+  sentDirect = 0;
 
   /**
    * `reads`: 'data' when the socket is read with 'data' events (an http upgrade socket that
@@ -368,6 +382,7 @@ export class WsConn implements FrameSink {
     readonly reads: 'data' | 'onread' = role === 'server' ? 'data' : 'onread',
   ) {
     this.masked = role === 'client';
+    this.fd = opts.sendv ? plainFdOf(socket) : -1;
     this.reader = new FrameReader(this, role === 'server', opts.maxMessage, opts.pool);
     socket.setNoDelay(true);
     socket.on('close', () => this.onSocketClose());
@@ -404,15 +419,43 @@ export class WsConn implements FrameSink {
     const first = parts[0]!;
     const merge = first.length < MERGE_BELOW;
     const { hdr, at } = frameHeader(Opcode.Binary, total, this.masked, merge ? first.length : 0);
-    const socket = this.socket;
     if (merge) first.copy(hdr, at);
-    if (parts.length === 1 && merge) {
-      socket.write(hdr);
+    const out = this.out;
+    out.push(hdr);
+    for (let i = merge ? 1 : 0; i < parts.length; i++) out.push(parts[i]!);
+    this.write(out, hdr.length + total - (merge ? first.length : 0));
+    out.length = 0;
+  }
+
+  /**
+   * Writes a frame's buffers (`bytes` in all), in order after everything written before: to
+   * the descriptor while the socket's queue is empty, and what the kernel did not take (or
+   * everything, without sendv or on an error, which the socket then reports) through the socket.
+   */
+  private write(bufs: readonly Buffer[], bytes: number): void {
+    const socket = this.socket;
+    let skip = 0;
+    if (this.fd >= 0 && socket.writableLength === 0 && socket.writableCorked === 0 && bufs.length <= 1024) {
+      const n = this.opts.sendv!(this.fd, bufs);
+      if (n === bytes) {
+        this.sentDirect++;
+        return;
+      }
+      if (n > 0) skip = n;
+    }
+    if (bufs.length === 1) {
+      socket.write(skip ? bufs[0]!.subarray(skip) : bufs[0]!);
       return;
     }
     socket.cork();
-    socket.write(hdr);
-    for (let i = merge ? 1 : 0; i < parts.length; i++) socket.write(parts[i]!);
+    for (const b of bufs) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      socket.write(skip ? b.subarray(skip) : b);
+      skip = 0;
+    }
     socket.uncork();
   }
 
@@ -495,7 +538,9 @@ export class WsConn implements FrameSink {
     if (this.socket.destroyed || !this.socket.writable) return;
     const { hdr, at } = frameHeader(opcode, payload.length, this.masked, payload.length);
     payload.copy(hdr, at);
-    this.socket.write(hdr);
+    this.out.push(hdr);
+    this.write(this.out, hdr.length);
+    this.out.length = 0;
   }
 
   private armTimer(): void {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort, requireTool, startProc, stopProc, tempDir, waitForPort, wsblk, WSBLK } from '../support/procs.js';
+import { waitFor } from '../support/server.js';
 
 test('a server with --tls-cert/--tls-key serves wss:// to a client that trusts its certificate, and only to it', { timeout: 60_000 }, async (t) => {
   if (!(await requireTool(t, 'openssl'))) return;
@@ -17,7 +18,8 @@ test('a server with --tls-cert/--tls-key serves wss:// to a client that trusts i
   const server = startProc(process.execPath, [WSBLK, 'serve', '--listen', `127.0.0.1:${port}`, '--export', 'd0=memory:16M', '--tls-cert', cert, '--tls-key', key]);
   t.after(() => stopProc(server));
   await waitForPort(port);
-  assert.match(server.output(), /listening on wss:\/\/127\.0\.0\.1/);
+  // The port opens before the log line has come through the pipe.
+  await waitFor(() => /listening on wss:\/\/127\.0\.0\.1/.test(server.output()), 5000, "the server's \"listening on wss://\" line");
   const env = { WSBLK_RUN_DIR: join(dir, 'run') };
 
   const untrusted = await wsblk(['connect', `wss://127.0.0.1:${port}/d0`, '--nbd', join(dir, 'a.sock'), '--connect-timeout', '2'], env);

@@ -14,7 +14,7 @@ import {
   WS_CLOSE, WsHandshakeError, acceptKey, acceptUpgrade, upgradeProblem, wsConnect,
   type WsConn, type WsConnectOptions,
 } from '@wsblk/shared';
-import { dupFd } from '@wsblk/native';
+import { dupFd, sendv } from '@wsblk/native';
 import { between, bytes, rng } from '../support/random.js';
 
 const KiB = 1024;
@@ -143,7 +143,9 @@ async function ourServer(onConn: (conn: WsConn, req: IncomingMessage) => void, o
       problems.push(problem);
       return refuse(socket, 400, 'Bad Request', problem);
     }
-    const viaDup = (opts.reads ?? 'onread') === 'onread' ? { dupFd } : {};
+    // As the storage server does: re-opened with onread, frames sent with sendv (levers 16, 19);
+    // 'data' keeps http's socket and socket.write alone.
+    const viaDup = (opts.reads ?? 'onread') === 'onread' ? { dupFd, sendv } : {};
     onConn(acceptUpgrade(req, socket, head, PROTOCOL, { maxMessage: opts.maxMessage ?? 8 * MiB, closeTimeoutMs: opts.closeTimeoutMs ?? 1000, ...viaDup }), req);
   });
   const port = await listen(http);
@@ -196,7 +198,8 @@ async function rawHttpServer(answer: (socket: Socket, head: string, key: string)
 }
 
 function connectOpts(url: URL, over: Partial<WsConnectOptions> = {}): WsConnectOptions {
-  return { url, protocol: PROTOCOL, maxMessage: 8 * MiB, timeoutMs: 5000, closeTimeoutMs: 1000, ...over };
+  // sendv as RemoteDisk passes it (fake-socket tests in ws-frames cover socket.write alone).
+  return { url, protocol: PROTOCOL, maxMessage: 8 * MiB, timeoutMs: 5000, closeTimeoutMs: 1000, sendv, ...over };
 }
 
 /**
@@ -951,6 +954,49 @@ describe('our client and our server together', () => {
       assert.ok(bytesBack > 50 * MiB, `${bytesBack} bytes echoed`);
       await sleep(20);
       assert.equal(mine.inbox.items.length, total, 'no extra messages');
+    } finally {
+      client.terminate();
+      await srv.close();
+    }
+  });
+
+  test('sendv: a frame larger than the socket buffers goes out partly straight and the rest queued; frames after it wait behind it, byte-exact and in order', async () => {
+    const got: Buffer[] = [];
+    const { srv, client, server } = await ours((conn) => { conn.onmessage = (data) => got.push(Buffer.from(data)); conn.start(); }, { maxMessage: 64 * MiB });
+    try {
+      const small = (i: number) => bytes(100 + i, i);
+      const big = bytes(32 * MiB, 99);
+      client.send([small(1)]);
+      assert.equal(client.sentDirect, 1, 'nothing queued: the frame went straight to the descriptor');
+      await within((async () => { while (got.length < 1) await sleep(5); })(), 5000, 'first message');
+      server.socket.pause();
+      client.send([big.subarray(0, 5), big.subarray(5)]);
+      assert.equal(client.sentDirect, 1, 'the kernel did not take 32 MiB whole');
+      assert.ok(client.socket.writableLength > 0 && client.socket.writableLength < 32 * MiB, `the rest is queued (${client.socket.writableLength} bytes)`);
+      client.send([small(2)]);
+      client.ping();
+      client.send([small(3), small(4)]);
+      assert.equal(client.sentDirect, 1, 'behind a queued frame everything queues');
+      server.socket.resume();
+      await within((async () => { while (got.length < 4) await sleep(5); })(), 10_000, 'all messages');
+      sameBytes(got[0]!, small(1), 'first');
+      sameBytes(got[1]!, big, 'the large frame');
+      sameBytes(got[2]!, small(2), 'after it');
+      sameBytes(got[3]!, Buffer.concat([small(3), small(4)]), 'two parts');
+      await within((async () => { while (client.socket.writableLength > 0) await sleep(5); })(), 5000, 'drain');
+      client.send([small(5)]);
+      assert.equal(client.sentDirect, 2, 'straight again once the queue has drained');
+      // The guard itself, whatever the kernel has room for: a frame goes behind anything the
+      // socket still holds (its queue, or a cork).
+      Object.defineProperty(client.socket, 'writableLength', { configurable: true, get: () => 1 });
+      client.send([small(6)]);
+      delete (client.socket as { writableLength?: number }).writableLength;
+      client.socket.cork();
+      client.send([small(7)]);
+      client.socket.uncork();
+      assert.equal(client.sentDirect, 2, 'queued or corked: through the socket');
+      await within((async () => { while (got.length < 7) await sleep(5); })(), 5000, 'last messages');
+      for (const i of [5, 6, 7]) sameBytes(got[i - 1]!, small(i), `message ${i}`);
     } finally {
       client.terminate();
       await srv.close();
