@@ -1,6 +1,6 @@
 import {
   CloseCode, Errno, FLAG_FUA, FLAG_NO_UNMAP, LIMITS, Op, OP_NAMES, PROTOCOL_VERSION, ProtocolError,
-  bufferPool, decodeMessage, encodeReplies, encodeWelcome, errnoName, logger, statusOfError,
+  bufferPool, decodeMessage, encodeReplies, encodeWelcome, errnoName, logger, microtask, statusOfError,
   type BlockReply, type BlockRequest, type Hello, type WsConn,
 } from '@wsblk/shared';
 import type { Backend } from './backend/backend.js';
@@ -15,9 +15,6 @@ const log = logger('server');
  * instead of frames of whatever mix finished in one turn (up to the client's 64 MiB limit).
  */
 const MAX_REPLY_BATCH_BYTES = 256 << 10;
-
-/** Reply flushes are scheduled as reactions to this promise (microtasks). */
-const RESOLVED = Promise.resolve();
 
 export interface ExportHandle {
   name: string;
@@ -247,7 +244,7 @@ export class ServerConnection {
     this.replies.push(rep);
     if (!this.flushQueued) {
       this.flushQueued = true;
-      void RESOLVED.then(this.afterReplies);
+      microtask(this.afterReplies);
     }
   }
 
@@ -260,8 +257,10 @@ export class ServerConnection {
    */
   private readonly afterReplies = (): void => {
     if (this.running === 0) this.flushReplies();
-    else setImmediate(() => this.flushReplies());
+    else setImmediate(this.flushNow);
   };
+
+  private readonly flushNow = (): void => this.flushReplies();
 
   private flushReplies(): void {
     this.flushQueued = false;

@@ -10,3 +10,4 @@ export * from './ws-handshake.js';
 export * from './onread.js';
 export * from './token.js';
 export * from './pool.js';
+export * from './microtask.js';

@@ -435,7 +435,7 @@ export class WsConn implements FrameSink {
   private write(bufs: readonly Buffer[], bytes: number): void {
     const socket = this.socket;
     let skip = 0;
-    if (this.fd >= 0 && socket.writableLength === 0 && socket.writableCorked === 0 && bufs.length <= 1024) {
+    if (this.fd >= 0 && socket.writableLength === 0 && socket.writableCorked === 0) {
       const n = this.opts.sendv!(this.fd, bufs);
       if (n === bytes) {
         this.sentDirect++;
