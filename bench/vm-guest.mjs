@@ -1,6 +1,7 @@
 // The guest half of `node bench/run.mjs --vm`: runs as root inside test/vm's qemu guest (started
 // by bench/vm.mjs through test/vm/run.sh). Sets up the block devices of the config's targets,
 //   ublk       wsblk serve (memory) <- ws <- wsblk connect (ublk, /dev/ublkbN)
+//   nbd-tcp    nbdkit memory on 127.0.0.1:10809 <- nbd-client (kernel nbd over TCP, /dev/nbdN)
 //   nbd        nbdkit memory on a Unix socket <- nbd-client -unix (kernel nbd, /dev/nbdN)
 //   wsblk-nbd  wsblk serve <- ws <- wsblk connect --nbd SOCK <- nbd-client -unix (/dev/nbdN)
 // prefills the region every job touches, runs the same fio jobs (direct I/O on the block device)
@@ -28,6 +29,8 @@ process.chdir(DIR);
 
 const t0 = Date.now();
 const log = (msg) => process.stderr.write(`bench-vm guest: [${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
+/** nbdkit's port for nbd-tcp: the guest's loopback is ours alone, so the NBD port is free. */
+const NBD_TCP_PORT = 10809;
 const START_TIMEOUT_MS = 120_000; // node starts slowly under TCG, slower still on a busy host
 
 function version(cmd, args) {
@@ -92,11 +95,17 @@ function freeNbd(taken) {
 
 const nbdTaken = new Set();
 
-/** nbd-client -unix SOCK /dev/nbdN; returns the device and how to detach it. */
-async function attachNbd(sock) {
+/**
+ * nbd-client -unix SOCK /dev/nbdN, or nbd-client HOST PORT /dev/nbdN for { host, port }; returns
+ * the device and how to detach it.
+ */
+async function attachNbd(where) {
   const dev = freeNbd(nbdTaken);
   nbdTaken.add(dev);
-  const args = ['-unix', sock, dev, '-b', String(cfg.blockSize), ...(cfg.nbdConnections > 1 ? ['-C', String(cfg.nbdConnections)] : [])];
+  // -N '': nbdkit's default export by name (newstyle), which also spares nbd-client's warning
+  // about the oldstyle protocol it no longer speaks.
+  const to = typeof where === 'string' ? ['-unix', where] : [where.host, String(where.port), '-N', ''];
+  const args = [...to, dev, '-b', String(cfg.blockSize), ...(cfg.nbdConnections > 1 ? ['-C', String(cfg.nbdConnections)] : [])];
   const r = await runCommand(`nbd-client ${dev}`, 'nbd-client', args, { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`nbd-client ${args.join(' ')} failed (exit ${r.code ?? r.signal}): ${tail(r.stdout + r.stderr, 4)}`);
   await waitFor(`${dev} to get its size`, () => readFileSync(`/sys/block/${dev.slice(5)}/size`, 'utf8').trim() !== '0', { timeoutMs: 30_000 });
@@ -131,14 +140,16 @@ async function startTarget(key, server) {
       await waitFor(`${device} to appear`, () => existsSync(device), { proc, timeoutMs: 30_000 });
       return { key, device, pids: { daemon: proc.pid, server: server.proc.pid }, procs: { daemon: proc, server: server.proc }, setup: { connect: args.slice(1).join(' ') }, stop };
     }
-    if (key === 'nbd') {
-      const sock = join(DIR, 'nbdkit.sock');
-      const pidfile = join(DIR, 'nbdkit.pid');
-      const args = ['-U', sock, '-P', pidfile, '-f', '--exit-with-parent', 'memory', cfg.size];
-      const proc = startProc('nbdkit', 'nbdkit', args);
+    if (key === 'nbd' || key === 'nbd-tcp') {
+      const sock = join(DIR, `${key}.sock`);
+      const pidfile = join(DIR, `${key}.pid`);
+      const tcp = { host: '127.0.0.1', port: NBD_TCP_PORT };
+      const listen = key === 'nbd' ? ['-U', sock] : ['-i', tcp.host, '-p', String(tcp.port)];
+      const args = [...listen, '-P', pidfile, '-f', '--exit-with-parent', 'memory', cfg.size];
+      const proc = startProc(`nbdkit (${key})`, 'nbdkit', args);
       procs.push(proc);
-      await waitFor('nbdkit to listen', () => existsSync(pidfile) && readFileSync(pidfile, 'utf8').trim() !== '', { proc, timeoutMs: 60_000 });
-      const a = await attachNbd(sock);
+      await waitFor(`nbdkit (${key}) to listen`, () => existsSync(pidfile) && readFileSync(pidfile, 'utf8').trim() !== '', { proc, timeoutMs: 60_000 });
+      const a = await attachNbd(key === 'nbd' ? sock : tcp);
       detach.push(a.detach);
       return { key, device: a.dev, pids: { nbdkit: proc.pid }, procs: { nbdkit: proc }, setup: { nbdkit: args.join(' '), nbdClient: a.args.join(' ') }, stop };
     }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { fmtNum, fmtRatio, fmtUs, medianOf, table } from './lib/report.mjs';
 import { machineInfo, versionOf } from './lib/machine.mjs';
 import { UsageError, readOptions, toBytes } from './lib/args.mjs';
-import { BASELINE, CONFIG_FILE, DEFAULT_TARGETS, RESULT_FILE, VM_JOBS, VM_TARGETS } from './vm-common.mjs';
+import { BASELINES, CONFIG_FILE, DEFAULT_TARGETS, RESULT_FILE, VM_JOBS, VM_TARGETS } from './vm-common.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -23,12 +23,15 @@ export const VM_HELP = `Usage: node bench/run.mjs --vm [options]
 Boots test/vm's qemu (TCG) guest once and, inside it, runs the same fio jobs (direct I/O on the
 block device, io_uring) interleaved on:
   ublk       ${VM_TARGETS.ublk}
+  nbd-tcp    ${VM_TARGETS['nbd-tcp']}
   nbd        ${VM_TARGETS.nbd}
   wsblk-nbd  ${VM_TARGETS['wsblk-nbd']}
-             (not run by default; add it with --targets ublk,nbd,wsblk-nbd)
-and prints each target's figures as a ratio to kernel nbd (TCG timings mean nothing alone),
-the issue-4 goal "in the VM, ublk path >= 1.0x kernel nbd at 4k QD32" as PASS/FAIL, and writes
-everything to bench/results/<timestamp>-vm.json. About 5 minutes with the defaults.
+             (not run by default; add it with --targets ublk,nbd-tcp,nbd,wsblk-nbd)
+and prints each target's figures as a ratio to each kernel nbd peer (TCG timings mean nothing
+alone): nbd-tcp crosses loopback TCP as our ws does; nbd uses a Unix socket, a one-host setup
+that costs the guest much less per request. It prints the issue-4 goal "in the VM, ublk path
+>= 1.0x kernel nbd at 4k QD32" as PASS/FAIL against each, and writes everything to
+bench/results/<timestamp>-vm.json. About 6 minutes with the defaults.
 Needs qemu-system-x86, fio, nbdkit, nbd-client (Debian packages) and a build of wsblk.
 
 Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BENCH_RUNTIME=5):
@@ -39,7 +42,8 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
                        every target, not counted (default 6; 0: none)
   --jobs a,b           jobs to run (default all but seqwrite1m-qd8):
                        ${VM_JOBS.map((j) => j.name).join(', ')}
-  --targets a,b        targets (default ${DEFAULT_TARGETS.join(',')}; nbd is always run: it is the baseline)
+  --targets a,b        targets (default ${DEFAULT_TARGETS.join(',')}; at least one of the peers
+                       ${BASELINES.join(', ')} is always run: when none is named, both are)
   --quick              --runtime 2 --ramp 1 --rounds 1 --warmup 2 (a smoke run)
   --size SIZE          disk size of every target (default 1G)
   --region SIZE        the part the jobs touch, prefilled on every target (default 32M: TCG
@@ -79,7 +83,7 @@ export function parseVmOptions(argv) {
   const { values, num, list, size, choice } = readOptions(argv, OPTIONS);
   const quick = !!values.quick;
   let targets = list('targets', Object.keys(VM_TARGETS), DEFAULT_TARGETS);
-  if (!targets.includes(BASELINE)) targets = Object.keys(VM_TARGETS).filter((k) => k === BASELINE || targets.includes(k));
+  if (!targets.some((t) => BASELINES.includes(t))) targets = Object.keys(VM_TARGETS).filter((k) => BASELINES.includes(k) || targets.includes(k));
   const opts = {
     runtime: num('runtime', quick ? 2 : 3, { min: 1 }),
     ramp: num('ramp', 1),
@@ -147,7 +151,13 @@ function runGuest(opts, scratch) {
 
 const ratio = (a, b) => (a == null || b == null || b === 0 ? null : a / b);
 
-/** Per job: runs per target, medians, ratios target/nbd. */
+/** The pairs "target/peer" a run reports: every target that is not a peer against every peer run. */
+export function ratioPairs(targets) {
+  const peers = BASELINES.filter((b) => targets.includes(b));
+  return targets.filter((t) => !BASELINES.includes(t)).flatMap((t) => peers.map((b) => ({ key: `${t}/${b}`, target: t, peer: b })));
+}
+
+/** Per job: runs per target, medians, ratios target/peer. */
 export function summarize(opts, guestResult) {
   const jobs = {};
   for (const job of VM_JOBS.filter((j) => opts.jobs.includes(j.name))) {
@@ -156,16 +166,16 @@ export function summarize(opts, guestResult) {
     const median = Object.fromEntries(Object.entries(runs).map(([t, rs]) => [t, medianOf(rs)]));
     const ratios = {};
     const roundRatios = {};
-    for (const t of opts.targets.filter((k) => k !== BASELINE)) {
+    for (const { key: pair, target: t, peer } of ratioPairs(opts.targets)) {
       const o = median[t];
-      const b = median[BASELINE];
-      ratios[t] = { iops: ratio(o?.iops, b?.iops), mibps: ratio(o?.mibps, b?.mibps), clatP50: ratio(o?.clatP50Us, b?.clatP50Us), clatP99: ratio(o?.clatP99Us, b?.clatP99Us) };
+      const b = median[peer];
+      ratios[pair] = { iops: ratio(o?.iops, b?.iops), mibps: ratio(o?.mibps, b?.mibps), clatP50: ratio(o?.clatP50Us, b?.clatP50Us), clatP99: ratio(o?.clatP99Us, b?.clatP99Us) };
       // The same ratio within each round (the two runs were minutes apart at most): shows how
       // much the shared host's load moved the figures.
       const key = job.metric;
-      roundRatios[t] = Array.from({ length: opts.rounds }, (_, round) => {
+      roundRatios[pair] = Array.from({ length: opts.rounds }, (_, round) => {
         const x = runs[t].find((r) => r.round === round && !r.error);
-        const y = runs[BASELINE].find((r) => r.round === round && !r.error);
+        const y = runs[peer].find((r) => r.round === round && !r.error);
         return ratio(x?.[key], y?.[key]);
       });
     }
@@ -176,14 +186,19 @@ export function summarize(opts, guestResult) {
 
 export function checkVmGoals(jobs) {
   const goals = [];
-  for (const name of ['randread4k-qd32', 'randwrite4k-qd32']) {
-    const measured = jobs[name]?.ratios?.ublk?.iops ?? null;
-    goals.push({
-      goal: `in the VM: ublk path vs kernel nbd at 4k QD32 (${name.startsWith('randread') ? 'randread' : 'randwrite'} IOPS)`,
-      measured, limit: '>= 1.0x', pass: measured == null ? null : measured >= 1.0,
-      roundRatios: jobs[name]?.roundRatios?.ublk ?? [],
-      note: 'ratio of the medians; qemu TCG guest, nbdkit memory behind kernel nbd',
-    });
+  const how = { 'nbd-tcp': 'over loopback TCP, as ours', nbd: 'over a Unix socket' };
+  for (const peer of BASELINES) {
+    for (const name of ['randread4k-qd32', 'randwrite4k-qd32']) {
+      const pair = `ublk/${peer}`;
+      if (!jobs[name]?.ratios?.[pair]) continue;
+      const measured = jobs[name].ratios[pair].iops ?? null;
+      goals.push({
+        goal: `in the VM: ublk path vs kernel nbd ${how[peer]} (${peer}) at 4k QD32 (${name.startsWith('randread') ? 'randread' : 'randwrite'} IOPS)`,
+        peer, measured, limit: '>= 1.0x', pass: measured == null ? null : measured >= 1.0,
+        roundRatios: jobs[name].roundRatios[pair] ?? [],
+        note: 'ratio of the medians; qemu TCG guest, nbdkit memory behind kernel nbd',
+      });
+    }
   }
   return goals;
 }
@@ -191,21 +206,21 @@ export function checkVmGoals(jobs) {
 export function formatVmReport(results) {
   const o = results.options;
   const targets = o.targets;
-  const others = targets.filter((t) => t !== BASELINE);
+  const pairs = ratioPairs(targets).map((p) => p.key);
   const out = [];
   out.push(`Median of ${o.rounds} interleaved round(s), ${o.runtime} s each (+${o.ramp} s ramp; ${o.warmup} s untimed warm-up first), fio ioengine=${o.ioengine} direct=1 on the block device, `
     + `region ${o.region} of a ${o.size} disk, logical block ${o.blockSize}, scheduler ${o.scheduler}; nbd-client -C ${o.nbdConnections}.`);
   out.push(`In a qemu TCG guest (${results.guest?.cpus ?? '?'} vCPUs, kernel ${results.guest?.kernel ?? '?'}): the absolute figures are TCG's and mean little; read the ratios.`);
-  out.push('Throughput ratio target/nbd: higher is better for the target. Latency ratio: LOWER is better for the target.');
+  out.push('Throughput ratio target/peer: higher is better for the target. Latency ratio: LOWER is better for the target.');
   const rows = [];
   for (const [name, j] of Object.entries(results.jobs)) {
     const m = j.median;
     const [label, key, digits] = j.metric === 'iops' ? ['IOPS', 'iops', 0] : ['MiB/s', 'mibps', 1];
-    rows.push([name, label, ...targets.map((t) => fmtNum(m[t]?.[key], digits)), ...others.map((t) => fmtRatio(j.ratios[t][key]))]);
-    rows.push(['', 'p50 clat', ...targets.map((t) => fmtUs(m[t]?.clatP50Us)), ...others.map((t) => fmtRatio(j.ratios[t].clatP50))]);
-    rows.push(['', 'p99 clat', ...targets.map((t) => fmtUs(m[t]?.clatP99Us)), ...others.map((t) => fmtRatio(j.ratios[t].clatP99))]);
+    rows.push([name, label, ...targets.map((t) => fmtNum(m[t]?.[key], digits)), ...pairs.map((p) => fmtRatio(j.ratios[p][key]))]);
+    rows.push(['', 'p50 clat', ...targets.map((t) => fmtUs(m[t]?.clatP50Us)), ...pairs.map((p) => fmtRatio(j.ratios[p].clatP50))]);
+    rows.push(['', 'p99 clat', ...targets.map((t) => fmtUs(m[t]?.clatP99Us)), ...pairs.map((p) => fmtRatio(j.ratios[p].clatP99))]);
   }
-  out.push(table(rows, ['job', 'metric', ...targets, ...others.map((t) => `${t}/nbd`)]));
+  out.push(table(rows, ['job', 'metric', ...targets, ...pairs]));
   const failed = Object.entries(results.jobs).flatMap(([name, j]) => Object.entries(j.runs).flatMap(([t, runs]) => runs.filter((x) => x.error).map((x) => `${name} on ${t}: ${x.error}`)));
   if (failed.length) out.push('', 'Failed runs:', ...failed.map((f) => `  ${f}`));
   if (results.errors?.length) out.push('', 'Errors:', ...results.errors.map((e) => `  ${e.split('\n').join('\n    ')}`));
