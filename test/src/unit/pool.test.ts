@@ -86,3 +86,17 @@ test('free buffers are dropped after the pool has been idle', async () => {
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(pool.stats.freeBuffers, 0);
 });
+
+test('a pool in use keeps its free buffers past the idle time', async () => {
+  const pool = new BufferPool(16 * MiB, 60);
+  pool.release(pool.take(MiB));
+  // A take every 5 ms for 4 idle periods: every tick of the idle timer sees takes since the last.
+  for (let i = 0; i < 48; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    pool.release(pool.take(MiB));
+  }
+  assert.equal(pool.stats.freeBuffers, 1);
+  assert.equal(pool.stats.allocated, 1);
+  await new Promise((r) => setTimeout(r, 250));
+  assert.equal(pool.stats.freeBuffers, 0);
+});
