@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { TestContext } from 'node:test';
+import type { Readable } from 'node:stream';
 
 export const WSBLK = fileURLToPath(new URL('../../../client/bin/wsblk.js', import.meta.url));
 const execFileP = promisify(execFile);
@@ -70,6 +71,15 @@ export interface Proc {
   exited: Promise<number | null>;
 }
 
+/** Resolves once a child's output pipe has delivered everything (or is gone). */
+function pipeEnded(s: Readable): Promise<void> {
+  if (s.readableEnded || s.destroyed) return Promise.resolve();
+  return new Promise((r) => {
+    s.once('end', () => r());
+    s.once('close', () => r());
+  });
+}
+
 /** Spawns a process with output collected (and logged on failure by the caller). */
 export function startProc(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
   // No child outlives the test run: ask politely first, then SIGKILL (see stopProc).
@@ -77,7 +87,17 @@ export function startProc(cmd: string, args: string[], env: NodeJS.ProcessEnv = 
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code, sig) => r(code ?? (sig ? -1 : null))));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code, sig) => {
+    const result = code ?? (sig ? -1 : null);
+    // 'exit' can come before the last output is read from the pipes: wait for both to end, so a
+    // test that reads output() after `exited` sees all of it (at most 2 s: a grandchild that
+    // inherited them may hold them open).
+    const timer = setTimeout(() => r(result), 2000);
+    void Promise.all([pipeEnded(child.stdout!), pipeEnded(child.stderr!)]).then(() => {
+      clearTimeout(timer);
+      r(result);
+    });
+  }));
   return { child, output: () => out, exited };
 }
 
