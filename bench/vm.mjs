@@ -229,6 +229,7 @@ export function formatVmReport(results) {
   const pf = Object.entries(results.prefill ?? {}).map(([t, p]) => `${t} ${p.mibps.toFixed(1)} MiB/s`);
   if (pf.length) out.push(`Prefill (1M writes, QD8): ${pf.join(', ')}`);
   out.push('', 'Goal of issue 4 (VM):');
+  if (results.goals.length === 0) out.push('  not judged: the goal needs the ublk target and a peer (nbd-tcp or nbd) in the same run');
   for (const g of results.goals) {
     const verdict = g.pass === null ? 'N/A ' : g.pass ? 'PASS' : 'FAIL';
     const perRound = g.roundRatios?.length > 1 ? `; round by round ${g.roundRatios.map(fmtRatio).join(', ')}` : '';
