@@ -370,8 +370,10 @@ function records(v: unknown, width: number, what: string): unknown[][] {
   return v as unknown[][];
 }
 
-/** Takes `wire` bytes at `pos` and returns the payload of `length` bytes (decompressed). */
-/** The payload of record `i` of a batch (see field() for `list`). */
+/**
+ * Takes `wire` bytes at `pos` and returns the payload of `length` bytes (decompressed): the
+ * payload of record `i` of a batch (see field() for `list`).
+ */
 function payloadAt(buf: Buffer, pos: number, wire: number, pflags: number, length: number, list: string, i: number): Buffer {
   if (pos + wire > buf.length) failAt(list, i, `payload of ${wire} bytes runs past the end of the message`);
   const body = buf.subarray(pos, pos + wire);
