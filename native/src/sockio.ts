@@ -12,10 +12,11 @@ export function dupFd(fd: number): number {
 
 /**
  * sendmsg(fd, buffers, MSG_DONTWAIT | MSG_NOSIGNAL): the bytes the kernel took (all, part, or
- * none), or a negative errno (-EAGAIN when the send buffer is full). At most 1024 buffers are
- * offered. The data is copied into the socket before it returns. WebSocket connections send a
- * message this way when nothing waits in the socket's own queue (WsConnOptions.sendv in
- * @wsblk/shared; bench/README.md, lever 19).
+ * none), or a negative errno (-EAGAIN when the send buffer is full). At most IOV_MAX (1024 on
+ * Linux) buffers are offered; the caller writes the rest another way. The data is copied into
+ * the socket before it returns. WebSocket connections send a message this way when nothing
+ * waits in the socket's own queue (WsConnOptions.sendv in @wsblk/shared; bench/README.md,
+ * lever 19).
  */
 export function sendv(fd: number, buffers: readonly Buffer[]): number {
   return binding.sendv(fd, buffers);

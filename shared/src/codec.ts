@@ -106,6 +106,11 @@ function writeArrayHeader(buf: Buffer, pos: number, n: number): number {
 /** The fields of a batch's records, flat (record i's field k at i * width + k); reused. */
 let fields: number[] = [];
 
+/** Makes `fields` hold at least `n` values. */
+function fieldsFor(n: number): void {
+  if (fields.length < n) fields = new Array<number>(n).fill(0);
+}
+
 /**
  * Writes the prefixed header of `n` records of `width` fields from `fields`. Returns undefined
  * when a field is not a non-negative safe integer (or for 64 Ki records or more, more than a
@@ -157,7 +162,7 @@ function addPayload(parts: Buffer[], data: Buffer | undefined, lz4: boolean, at:
 export function encodeRequests(requests: readonly BlockRequest[], lz4: boolean): Buffer[] {
   const parts: Buffer[] = [EMPTY];
   const n = requests.length;
-  if (fields.length < n * REQUEST_WIDTH) fields = new Array<number>(n * REQUEST_WIDTH).fill(0);
+  fieldsFor(n * REQUEST_WIDTH);
   for (let i = 0, f = 0; i < n; i++, f += REQUEST_WIDTH) {
     const r = requests[i]!;
     fields[f] = r.seq;
@@ -175,7 +180,7 @@ export function encodeRequests(requests: readonly BlockRequest[], lz4: boolean):
 export function encodeReplies(replies: readonly BlockReply[], lz4: boolean): Buffer[] {
   const parts: Buffer[] = [EMPTY];
   const n = replies.length;
-  if (fields.length < n * REPLY_WIDTH) fields = new Array<number>(n * REPLY_WIDTH).fill(0);
+  fieldsFor(n * REPLY_WIDTH);
   for (let i = 0, f = 0; i < n; i++, f += REPLY_WIDTH) {
     const r = replies[i]!;
     fields[f] = r.seq;
@@ -206,7 +211,7 @@ function readRecords(buf: Buffer, end: number, width: number): number {
     return -1;
   }
   if (n === 0 || n > LIMITS.maxRecords) return -1;
-  if (fields.length < n * width) fields = new Array<number>(n * width).fill(0);
+  fieldsFor(n * width);
   const tag = 0x90 | width;
   let f = 0;
   for (let i = 0; i < n; i++) {
