@@ -334,6 +334,10 @@ function decodeHello(v: unknown): Hello {
     maxPayload: uint(o.maxPayload, 'hello.maxPayload', LIMITS.maxPayloadCeiling),
   };
   if (o.resume !== undefined && o.resume !== null) hello.resume = str(o.resume, 'hello.resume', 128);
+  if (o.secret !== undefined && o.secret !== null) hello.secret = str(o.secret, 'hello.secret', 128);
+  if (o.host !== undefined && o.host !== null) hello.host = str(o.host, 'hello.host', 255);
+  if (o.readOnly !== undefined && o.readOnly !== null) hello.readOnly = bool(o.readOnly, 'hello.readOnly');
+  if (o.steal !== undefined && o.steal !== null) hello.steal = bool(o.steal, 'hello.steal');
   if (hello.maxPayload < 4096) fail('hello.maxPayload must be at least 4096');
   return hello;
 }

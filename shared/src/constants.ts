@@ -54,6 +54,12 @@ export enum CloseCode {
   BadHello = 4001,
   Fenced = 4002,
   ShuttingDown = 4003,
+  /** The export has a live writer; the reason names it (client id and host). Final for a connect. */
+  WriterBusy = 4004,
+  /** The peer was silent too long: no hello in time, or no answer to keepalives. */
+  Timeout = 4005,
+  /** A resume whose secret does not match the session's. Final. */
+  BadSecret = 4006,
 }
 
 /** Upper bounds the decoder enforces whatever the peers negotiate. */

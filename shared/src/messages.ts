@@ -7,6 +7,18 @@ export interface Hello {
   clientId: string;
   /** Session to resume after a reconnect; absent on a first connect. */
   resume?: string;
+  /**
+   * The session's secret (hex): sent with every hello. A new session keeps its hash; a resume
+   * must send the same secret, so knowing a session id (printed by `list --json`) is not enough
+   * to take a session over. Only the owning daemon has it (in its 0600 state file).
+   */
+  secret?: string;
+  /** The client's host name, to name a writer holding an export when another is refused. */
+  host?: string;
+  /** Attach read-only: never counted as the export's writer, coexists with it. */
+  readOnly?: boolean;
+  /** Take the export over from its current writer (`connect --steal`): fence it first. */
+  steal?: boolean;
   /** Optional features the client can use, e.g. 'lz4'. */
   features: string[];
   /** Largest READ/WRITE payload the client will send or accept. */

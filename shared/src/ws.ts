@@ -354,7 +354,11 @@ export class WsConn implements FrameSink {
   onmessage: (data: Buffer, binary: boolean) => void = () => {};
   onclose: (code: number, reason: string) => void = () => {};
   onpong: () => void = () => {};
+  /** The socket's queue has emptied (bufferedBytes fell to 0). */
+  ondrain: () => void = () => {};
   readonly reader: FrameReader;
+  /** Why reading is paused (backpressure); reading resumes when this is empty. */
+  private readonly pausedFor = new Set<string>();
   private state: State = 'open';
   private peerClose: { code: number; reason: string } | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -388,6 +392,7 @@ export class WsConn implements FrameSink {
     socket.on('close', () => this.onSocketClose());
     socket.on('end', () => socket.end());
     socket.on('error', () => {}); // 'close' follows, with code 1006 when no close frame came
+    socket.on('drain', () => this.ondrain());
     if (head && head.length) this.reader.push(head);
     if (reads === 'data') socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
   }
@@ -404,6 +409,23 @@ export class WsConn implements FrameSink {
       this.opts.pool?.release(data);
     }
     if (this.earlyClose) this.onclose(...this.earlyClose);
+  }
+
+  /** Bytes written that the kernel has not taken yet (queued on the socket). */
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Stops reading from the socket for `reason` (backpressure) until resumeReading(reason). */
+  pauseReading(reason: string): void {
+    if (this.pausedFor.size === 0) this.socket.pause();
+    this.pausedFor.add(reason);
+  }
+
+  /** Ends the pause for `reason`; reading resumes once no reason is left. */
+  resumeReading(reason: string): void {
+    if (!this.pausedFor.delete(reason) || this.pausedFor.size !== 0) return;
+    if (!this.socket.destroyed) this.socket.resume();
   }
 
   get isOpen(): boolean {
