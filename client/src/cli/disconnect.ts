@@ -46,7 +46,9 @@ export function disconnectCommand(): Command {
     .summary('detach a device')
     .description('Detach a device: its daemon stops taking requests, finishes those in flight, flushes, '
       + 'closes the connection and removes the device. DEVICE is an id from `wsblk list`, a device '
-      + 'path (/dev/ublkbN), an NBD socket path or URI.')
+      + 'path (/dev/ublkbN), an NBD socket path or URI. For a device whose daemon died, it stops only '
+      + 'the supervisor and removes only the socket that the daemon recorded as its own (process start '
+      + 'time, socket inode); a pid or path that is something else by now is left, with a warning.')
     .argument('[device]', 'id, device path, socket path or URI')
     .option('--all', 'detach every device')
     .action(async (what: string | undefined, o: { all?: boolean }) => {
