@@ -1,11 +1,12 @@
-// The ublk ABI as compiled into the addon matches the kernel's (values from UBLK.md).
+// The ublk ABI as compiled into the addon matches the kernel's (include/uapi/linux/ublk_cmd.h).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
   UBLK_ATTR, UBLK_F, UBLK_IO_F, UBLK_IO_OP, UBLK_MAX_NR_QUEUES, UBLK_MAX_QUEUE_DEPTH,
-  UBLK_PARAM_TYPE, UBLK_S_DEV, deviceStateName, featureNames, testHooks,
+  UBLK_PARAM_TYPE, UBLK_S_DEV, deviceStateName, featureNames,
 } from '@wsblk/native';
+import { testHooks } from '@wsblk/native/test-hooks';
 
 const layout = testHooks.abiLayout();
 
