@@ -1,4 +1,4 @@
-// A ublk queue served by the JS main thread (design (a) of DESIGN.md).
+// A ublk queue served by the JS main thread, not by a native thread per queue.
 //
 // Why the JS thread drives the ring, not a native thread per queue:
 // - ublk binds each queue to the task that FETCHed it (ubq_daemon) and rejects commands from

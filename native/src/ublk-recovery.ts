@@ -1,4 +1,5 @@
-// User recovery: a new daemon takes over a device whose daemon died (UBLK.md, "User recovery").
+// User recovery: a new daemon takes over a device whose daemon died (GET_DEV_INFO,
+// START_USER_RECOVERY, FETCH every tag, END_USER_RECOVERY, wait for LIVE).
 // When to do it is the caller's policy; this is the sequence of calls.
 import { UBLK_F } from './abi.js';
 import {
