@@ -154,7 +154,7 @@ async function openCharDevice(id: number, timeoutMs: number): Promise<number> {
  * The commit of staged completions runs as a reaction to this promise: a microtask, as
  * queueMicrotask() would schedule it, without the AsyncResource that Node's queueMicrotask
  * makes per call (its async-hook bookkeeping was ~5 % of the daemon's time at 4k QD1 in the VM
- * guest: bench/README.md, lever 17).
+ * guest: bench/RESULTS.md, lever 17).
  */
 const RESOLVED = Promise.resolve();
 
