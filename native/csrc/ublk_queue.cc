@@ -91,8 +91,7 @@ void UblkQueue::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = DefineClass(
       env, "UblkQueue",
       {InstanceMethod<&UblkQueue::FetchAll>("fetchAll"),
-       InstanceMethod<&UblkQueue::Commit>("commit"), InstanceMethod<&UblkQueue::Close>("close"),
-       InstanceMethod<&UblkQueue::Ref>("ref"), InstanceMethod<&UblkQueue::Unref>("unref")});
+       InstanceMethod<&UblkQueue::Commit>("commit"), InstanceMethod<&UblkQueue::Close>("close")});
   exports.Set("UblkQueue", cls);
   exports.Set("openCharDevice", Napi::Function::New(env, OpenCharDevice, "openCharDevice"));
 }
@@ -367,16 +366,6 @@ Napi::Value UblkQueue::Commit(const Napi::CallbackInfo& info) {
 
 Napi::Value UblkQueue::Close(const Napi::CallbackInfo& info) {
   Release(false);
-  return info.Env().Undefined();
-}
-
-Napi::Value UblkQueue::Ref(const Napi::CallbackInfo& info) {
-  ev_.Ref();
-  return info.Env().Undefined();
-}
-
-Napi::Value UblkQueue::Unref(const Napi::CallbackInfo& info) {
-  ev_.Unref();
   return info.Env().Undefined();
 }
 

@@ -56,8 +56,6 @@ export interface RawQueue {
   fetchAll(): number;
   commit(n: number): number;
   close(): void;
-  ref(): void;
-  unref(): void;
 }
 
 export interface RawUnixListener {

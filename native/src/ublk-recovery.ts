@@ -6,7 +6,7 @@ import {
   endUserRecovery, getDeviceInfo, startUserRecovery, waitForDeviceState, type UblkDeviceInfo,
 } from './ublk-control.js';
 import { systemError } from './errors.js';
-import { openQueues, type UblkCommitMode, type UblkQueue, type UblkQueueHandlers } from './ublk-queue.js';
+import { openQueues, type UblkQueue, type UblkQueueHandlers } from './ublk-queue.js';
 
 export interface RecoverDeviceOptions {
   /** Handlers for queue q. Requests (queued and, with reissue, re-sent) arrive after END. */
@@ -26,7 +26,6 @@ export interface RecoverDeviceOptions {
   pid?: number;
   /** Per-queue options. */
   openTimeoutMs?: number;
-  commitMode?: UblkCommitMode;
 }
 
 export interface RecoveredDevice {
@@ -56,7 +55,6 @@ export async function recoverDevice(id: number, opts: RecoverDeviceOptions): Pro
     device: info,
     handlers: opts.handlers,
     openTimeoutMs: opts.openTimeoutMs,
-    commitMode: opts.commitMode,
   });
   try {
     await opts.beforeEnd?.(info, queues);
