@@ -11,7 +11,7 @@ const log = logger('server');
 /**
  * A message of replies is closed once it holds this many data bytes. Small replies still share
  * a message (up to LIMITS.maxRecords); a large READ reply ends its message, so the client gets
- * frames of one request's size, which its buffer pool reuses (bench/README.md, lever 12),
+ * frames of one request's size, which its buffer pool reuses (bench/RESULTS.md, lever 12),
  * instead of frames of whatever mix finished in one turn (up to the client's 64 MiB limit).
  */
 const MAX_REPLY_BATCH_BYTES = 256 << 10;
@@ -253,7 +253,7 @@ export class ServerConnection {
    * nothing is running any more (a memory backend answers a whole message in that time) the
    * replies go now; otherwise at the end of the loop turn, with whatever else completes in it
    * (a file backend's writes finish in separate callbacks). Before, every message waited for the
-   * end of the turn (a setImmediate per message: bench/README.md, lever 21).
+   * end of the turn (a setImmediate per message: bench/RESULTS.md, lever 21).
    */
   private readonly afterReplies = (): void => {
     if (this.running === 0) this.flushReplies();

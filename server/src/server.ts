@@ -122,7 +122,7 @@ export class StorageServer {
       // Request frames that span socket chunks are assembled in pooled buffers, which go back
       // once every WRITE in them has reached the backend (ServerConnection.execute).
       pool: bufferPool,
-      // Plain sockets are re-opened with onread (bench/README.md, lever 16), and frames go
+      // Plain sockets are re-opened with onread (bench/RESULTS.md, lever 16), and frames go
       // straight to the descriptor while nothing is queued (lever 19).
       dupFd, sendv,
     });

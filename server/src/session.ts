@@ -53,7 +53,7 @@ export class Session {
   remember(seq: number, status: number): void {
     // Not "delete the Map's first key": deleted entries stay in a Map's table as holes until it
     // is rehashed, so finding the first live key scans them; that was 14 % of the server's busy
-    // time under 4k random writes (profile in bench/README.md, lever 11).
+    // time under 4k random writes (profile in bench/RESULTS.md, lever 11).
     if (this.applied.has(seq)) {
       this.applied.set(seq, status);
       return;

@@ -28,7 +28,7 @@ export class MemoryBackend implements Backend {
       // client sent while this READ was still in flight, and a READ concurrent with an
       // overlapping WRITE has no defined result on any block device (NBD, blk-mq alike). The
       // bench measured the copy and the fresh 1 MiB buffer per read at 29 % of the server's
-      // busy time in 1M sequential reads (bench/README.md, "What changed and why").
+      // busy time in 1M sequential reads (bench/RESULTS.md, "What changed and why").
       const chunk = this.chunks.get(first);
       return chunk ? chunk.subarray(at, at + length) : ZEROS.subarray(0, length);
     }
