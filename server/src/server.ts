@@ -6,8 +6,9 @@ import { LIMITS, SUBPROTOCOL, acceptUpgrade, bufferPool, logger, upgradeProblem 
 import { dupFd, sendv } from '@wsblk/native';
 import type { Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
-import { ServerConnection, type ExportHandle } from './connection.js';
-import { SessionTable } from './session.js';
+import { ServerConnection } from './protocol/connection.js';
+import type { ExportHandle } from './protocol/handshake.js';
+import { SessionTable } from './session/session-table.js';
 
 const log = logger('server');
 

@@ -3,6 +3,11 @@ import { randomBytes } from 'node:crypto';
 /** How many applied request ids a session remembers to answer replays without re-applying. */
 const DEDUP_WINDOW = 4096;
 
+/** A connection that owns a session; fenced when another takes the session over. */
+export interface SessionOwner {
+  fence(reason?: string): void;
+}
+
 /**
  * A client's session: it outlives a connection for a grace period so the client can resume.
  * The session is also the fence: every backend operation runs between begin() and end(), and
@@ -13,7 +18,7 @@ export class Session {
   readonly id = randomBytes(16).toString('hex');
   epoch = 0;
   /** The connection that currently owns the session (its epoch is `epoch`). */
-  owner: { fence(): void } | null = null;
+  owner: SessionOwner | null = null;
   /** Highest request sequence number seen + 1. */
   nextSeq = 0;
   private active = 0;
@@ -71,7 +76,7 @@ export class Session {
   }
 
   /** Takes over from the current owner: bumps the epoch and fences the old connection. */
-  takeOver(owner: { fence(): void }): number {
+  takeOver(owner: SessionOwner): number {
     const old = this.owner;
     this.owner = owner;
     this.epoch++;
@@ -89,48 +94,5 @@ export class Session {
   cancelExpiry(): void {
     if (this.expiry) clearTimeout(this.expiry);
     this.expiry = undefined;
-  }
-}
-
-/** Sessions by id. A session is dropped `graceMs` after its last connection closed. */
-export class SessionTable {
-  private readonly sessions = new Map<string, Session>();
-
-  constructor(readonly graceMs: number) {}
-
-  create(exportName: string, clientId: string): Session {
-    const s = new Session(exportName, clientId);
-    this.sessions.set(s.id, s);
-    return s;
-  }
-
-  find(id: string, exportName: string): Session | undefined {
-    const s = this.sessions.get(id);
-    return s && s.exportName === exportName ? s : undefined;
-  }
-
-  /** The owner connection closed: keep the session for the grace period (after it drains). */
-  release(s: Session, owner: unknown): void {
-    if (s.owner !== owner) return;
-    s.owner = null;
-    s.expireAfter(this.graceMs, () => {
-      void s.drained().then(() => {
-        if (s.owner === null) this.sessions.delete(s.id);
-      });
-    });
-  }
-
-  get size(): number {
-    return this.sessions.size;
-  }
-
-  /** Resolves once no backend operation of any session is running. */
-  async drained(): Promise<void> {
-    await Promise.all([...this.sessions.values()].map((s) => s.drained()));
-  }
-
-  clear(): void {
-    for (const s of this.sessions.values()) s.cancelExpiry();
-    this.sessions.clear();
   }
 }
