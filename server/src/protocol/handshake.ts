@@ -1,6 +1,6 @@
-import { PROTOCOL_VERSION, logger, type Hello, type Welcome } from '@wsblk/shared';
+import { CloseCode, PROTOCOL_VERSION, logger, type Hello, type Welcome } from '@wsblk/shared';
 import type { Backend } from '../backend/backend.js';
-import { takeOverFenced } from '../session/fence.js';
+import { evict, takeOverFenced } from '../session/fence.js';
 import type { Session, SessionOwner } from '../session/session.js';
 import type { SessionTable } from '../session/session-table.js';
 
@@ -25,31 +25,68 @@ export interface Admission {
   fenced?: Promise<void>;
 }
 
+/** A hello the server will not admit: the connection closes with this code and reason. */
+export class Refusal extends Error {
+  constructor(readonly code: CloseCode, reason: string) {
+    super(reason);
+  }
+}
+
+/** "client X on HOST (session 1234abcd, connected)": who holds an export's writer lock. */
+function holderOf(s: Session): string {
+  const state = s.owner
+    ? 'connected'
+    : `disconnected ${Math.round((Date.now() - s.disconnectedAt) / 1000)} s ago, may resume`;
+  return `${s.clientId.slice(0, 40)}${s.host ? ` on ${s.host.slice(0, 32)}` : ''} (session ${s.id.slice(0, 8)}, ${state})`;
+}
+
 /**
  * hello -> admission: resumes the hello's session (fencing its older connection; the welcome
- * waits for `fenced`) or creates one. Returns a promise only when it must wait before it can
- * decide.
+ * waits for `fenced`) or creates one, as the export's one writer unless it is read-only.
+ * Returns a promise only when it must wait before it can decide (a steal); throws (or rejects
+ * with) a Refusal.
  */
 export function admit(
   hello: Hello, exp: ExportHandle, grantReadOnly: boolean, sessions: SessionTable, owner: SessionOwner, peer: string,
 ): Admission | Promise<Admission> {
-  const session = hello.resume ? sessions.find(hello.resume, exp.name) : undefined;
   const terms = {
-    readOnly: grantReadOnly,
     maxPayload: Math.min(hello.maxPayload, exp.maxPayload),
     lz4: hello.features.includes('lz4'),
   };
-  if (!session) {
-    const fresh = sessions.create(exp.name, hello.clientId);
-    log.info(`${peer}: new session ${fresh.id.slice(0, 8)} for '${exp.name}' (client ${hello.clientId})`);
-    return { session: fresh, epoch: fresh.takeOver(owner), resumed: false, ...terms };
+  const session = hello.resume ? sessions.find(hello.resume, exp.name) : undefined;
+  if (session) {
+    // Checked before the takeover: a wrong secret must not fence the owner.
+    if (!session.secretMatches(hello.secret)) {
+      throw new Refusal(CloseCode.BadSecret, 'session secret does not match');
+    }
+    const t0 = Date.now();
+    const { epoch, drained } = takeOverFenced(session, owner);
+    const fenced = drained.then(() => {
+      log.info(`${peer}: resumed session ${session.id.slice(0, 8)} epoch ${epoch} (fence waited ${Date.now() - t0} ms)`);
+    });
+    return { session, epoch, resumed: true, readOnly: grantReadOnly || session.readOnly, ...terms, fenced };
   }
-  const t0 = Date.now();
-  const { epoch, drained } = takeOverFenced(session, owner);
-  const fenced = drained.then(() => {
-    log.info(`${peer}: resumed session ${session.id.slice(0, 8)} epoch ${epoch} (fence waited ${Date.now() - t0} ms)`);
+  const readOnly = grantReadOnly || hello.readOnly === true;
+  const writer = !readOnly && !exp.backend.info.readOnly;
+  const start = (): Admission => {
+    const fresh = sessions.create(exp.name, hello.clientId, { secret: hello.secret, host: hello.host, readOnly });
+    if (writer) sessions.claimWriter(fresh);
+    log.info(`${peer}: new ${writer ? 'writer' : 'read-only'} session ${fresh.id.slice(0, 8)} for '${exp.name}' (client ${hello.clientId}${hello.host ? ` on ${hello.host}` : ''})`);
+    return { session: fresh, epoch: fresh.takeOver(owner), resumed: false, readOnly, ...terms };
+  };
+  const holder = writer ? sessions.writerOf(exp.name) : undefined;
+  if (!holder) return start();
+  if (!hello.steal) {
+    throw new Refusal(CloseCode.WriterBusy, `export has a writer: ${holderOf(holder)}; --steal takes it over`);
+  }
+  const who = `${hello.clientId}${hello.host ? ` on ${hello.host}` : ''}`;
+  log.warn(`${peer}: ${who} steals '${exp.name}' from ${holderOf(holder)}`);
+  return evict(sessions, holder, `taken over by ${who}`).then(() => {
+    // Another steal may have won the export while this one waited for the drain.
+    const winner = sessions.writerOf(exp.name);
+    if (winner) throw new Refusal(CloseCode.WriterBusy, `export has a writer: ${holderOf(winner)}; --steal takes it over`);
+    return start();
   });
-  return { session, epoch, resumed: true, ...terms, fenced };
 }
 
 /** The welcome for an admission; the backend's info is read now (it may change later). */

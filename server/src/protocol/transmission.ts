@@ -6,6 +6,7 @@ import type { RequestContext } from '../backend/backend.js';
 import { validate } from '../backend/validate.js';
 import type { Session } from '../session/session.js';
 import type { Admission, ExportHandle } from './handshake.js';
+import type { Debtor, ReplyBudget } from './reply-budget.js';
 
 const log = logger('server');
 
@@ -21,11 +22,17 @@ const MAX_REPLY_BATCH_BYTES = 256 << 10;
  * The welcomed phase of a connection: requests in, through validate() to the backend, replies
  * out. The replies to one message share one message when the backend answers them in the same
  * turn (memory); otherwise the replies that complete in one turn of the event loop share one.
+ * The reply bytes it owes are bounded (ReplyBudget): a READ that does not fit is held, with
+ * every request behind it, and the socket is not read until they have all started.
  */
-export class Transmission {
+export class Transmission implements Debtor {
   private replies: BlockReply[] = [];
   private flushQueued = false;
   private running = 0;
+  /** Data bytes of READs running and of replies queued, not yet handed to the socket. */
+  private pendingBytes = 0;
+  /** Requests waiting for budget, in order (a WRITE's payload retained). */
+  private held: BlockRequest[] = [];
   private idleWaiters: Array<() => void> = [];
   /** No more replies go out (the connection closed or was fenced). */
   private stopped = false;
@@ -36,16 +43,50 @@ export class Transmission {
     private readonly ws: WsConn,
     private readonly exp: ExportHandle,
     private readonly admission: Admission,
+    private readonly budget: ReplyBudget,
+    /** A request breaks the protocol: the connection closes with this reason. */
+    private readonly onViolation: (reason: string) => void,
     private readonly peer: string,
   ) {
     this.session = admission.session;
     this.limits = { readOnly: admission.readOnly, maxPayload: admission.maxPayload };
+    budget.join(this);
+    ws.ondrain = () => {
+      this.budget.update(this);
+      this.retry();
+    };
   }
 
-  /** Drops the replies not sent yet; running operations finish, their replies go nowhere. */
+  /** Drops the replies not sent yet and the requests held; running ones finish, their replies go nowhere. */
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
     this.replies = [];
+    for (const req of this.held) if (req.payload) bufferPool.release(req.payload);
+    this.held = [];
+    this.budget.leave(this);
+  }
+
+  owed(): number {
+    return this.stopped ? 0 : this.pendingBytes + this.ws.bufferedBytes;
+  }
+
+  /** Starts held requests while they fit; reading resumes once none is held. */
+  retry(): void {
+    const held = this.held;
+    let i = 0;
+    while (i < held.length && !this.stopped) {
+      const req = held[i]!;
+      if (!this.fits(req)) break;
+      i++;
+      this.execute(req);
+      if (req.payload) bufferPool.release(req.payload);
+    }
+    if (i > 0) held.splice(0, i);
+    if (held.length === 0 && !this.stopped) {
+      this.budget.done(this);
+      this.ws.resumeReading('replies');
+    }
   }
 
   /** Resolves once no request of this connection runs. */
@@ -55,7 +96,30 @@ export class Transmission {
   }
 
   receive(requests: readonly BlockRequest[]): void {
-    for (const req of requests) this.execute(req);
+    let i = 0;
+    if (this.held.length === 0) {
+      for (; i < requests.length; i++) {
+        const req = requests[i]!;
+        if (!this.fits(req)) break;
+        this.execute(req);
+        if (this.stopped) return;
+      }
+      if (i === requests.length) return;
+      this.ws.pauseReading('replies');
+      this.budget.wait(this);
+    }
+    // The message's buffer goes back to the pool when this handler returns: keep the payloads.
+    for (; i < requests.length; i++) {
+      const req = requests[i]!;
+      if (req.payload) bufferPool.retain(req.payload);
+      this.held.push(req);
+    }
+  }
+
+  /** Only READ replies carry data worth bounding; a READ past the agreed maximum is refused anyway. */
+  private fits(req: BlockRequest): boolean {
+    if (req.op !== Op.Read || req.length > this.limits.maxPayload) return true;
+    return this.budget.fits(this, req.length);
   }
 
   private execute(req: BlockRequest): void {
@@ -68,7 +132,11 @@ export class Transmission {
     }
     if (req.op !== Op.Read) {
       const known = session.recall(req.seq);
-      if (known !== undefined) return this.reply({ seq: req.seq, status: known });
+      if (known !== undefined) {
+        const diff = session.replayDifference(req.seq, req.op, req.offset, req.length);
+        if (diff) return this.onViolation(`replay does not match: ${diff}`);
+        return this.reply({ seq: req.seq, status: known });
+      }
     }
     const backend = this.exp.backend;
     const ctx: RequestContext = { session: session.id, epoch: this.admission.epoch, seq: req.seq };
@@ -88,6 +156,10 @@ export class Transmission {
     if (held) bufferPool.retain(held);
     session.begin();
     this.running++;
+    if (req.op === Op.Read) {
+      this.pendingBytes += req.length;
+      this.budget.update(this);
+    }
     p.then(
       (data) => {
         if (held) bufferPool.release(held);
@@ -103,7 +175,8 @@ export class Transmission {
 
   private finish(req: BlockRequest, status: number, data?: Buffer): void {
     const session = this.session;
-    if (req.op !== Op.Read) session.remember(req.seq, status);
+    if (req.op !== Op.Read) session.remember(req.seq, status, req.op, req.offset, req.length);
+    else this.pendingBytes -= req.length;
     session.end();
     if (--this.running === 0 && this.idleWaiters.length) {
       const w = this.idleWaiters;
@@ -115,6 +188,7 @@ export class Transmission {
 
   private reply(rep: BlockReply): void {
     if (this.stopped) return;
+    if (rep.data) this.pendingBytes += rep.data.length;
     this.replies.push(rep);
     if (!this.flushQueued) {
       this.flushQueued = true;
@@ -146,13 +220,20 @@ export class Transmission {
     // to 64 MiB, and a whole in-flight budget of READ replies finishing in one turn would not fit.
     let start = 0;
     let bytes = 0;
+    let sent = 0;
     for (let i = 0; i < batch.length; i++) {
-      bytes += batch[i]!.data?.length ?? 0;
+      const n = batch[i]!.data?.length ?? 0;
+      bytes += n;
+      sent += n;
       if (i + 1 - start === LIMITS.maxRecords || bytes >= MAX_REPLY_BATCH_BYTES || i === batch.length - 1) {
         this.ws.send(encodeReplies(start === 0 && i === batch.length - 1 ? batch : batch.slice(start, i + 1), this.admission.lz4));
         start = i + 1;
         bytes = 0;
       }
     }
+    this.pendingBytes -= sent;
+    // The bytes moved from the queue to the socket; a READ just done may have freed room.
+    this.budget.update(this);
+    if (this.held.length) this.retry();
   }
 }

@@ -1,12 +1,22 @@
-import { randomBytes } from 'node:crypto';
-
-/** How many applied request ids a session remembers to answer replays without re-applying. */
-const DEDUP_WINDOW = 4096;
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Op } from '@wsblk/shared';
+import { ReplayWindow } from './replay-window.js';
 
 /** A connection that owns a session; fenced when another takes the session over. */
 export interface SessionOwner {
   fence(reason?: string): void;
 }
+
+/** Who opened a session, from its hello. */
+export interface SessionOrigin {
+  /** The session's secret as the client sent it; only its hash is kept. */
+  secret?: string;
+  host?: string;
+  /** A read-only session never writes and never holds the export's writer lock. */
+  readOnly?: boolean;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 /**
  * A client's session: it outlives a connection for a grace period so the client can resume.
@@ -21,16 +31,31 @@ export class Session {
   owner: SessionOwner | null = null;
   /** Highest request sequence number seen + 1. */
   nextSeq = 0;
+  /** Ended (clean close, taken over by a steal): never resumed again. */
+  ended = false;
+  /** Date.now() when the last connection went away (0 while one is connected). */
+  disconnectedAt = 0;
+  readonly host: string;
+  readonly readOnly: boolean;
+  /** sha256 of the secret, or undefined: a session made without one resumes without one. */
+  private readonly secretHash: Buffer | undefined;
   private active = 0;
   private drainWaiters: Array<() => void> = [];
-  private readonly applied = new Map<number, number>();
-  /** The ids in `applied`, oldest first from ringPos (a ring: evicting is O(1)). */
-  private readonly ring = new Float64Array(DEDUP_WINDOW);
-  private ringLen = 0;
-  private ringPos = 0;
+  private readonly window = new ReplayWindow();
   private expiry: NodeJS.Timeout | undefined;
 
-  constructor(readonly exportName: string, readonly clientId: string) {}
+  constructor(readonly exportName: string, readonly clientId: string, origin: SessionOrigin = {}) {
+    this.host = origin.host ?? '';
+    this.readOnly = origin.readOnly ?? false;
+    this.secretHash = origin.secret === undefined ? undefined : sha256(origin.secret);
+  }
+
+  /** Whether a resume that presents `secret` may take this session. */
+  secretMatches(secret: string | undefined): boolean {
+    if (this.secretHash === undefined) return true;
+    if (secret === undefined) return false;
+    return timingSafeEqual(sha256(secret), this.secretHash);
+  }
 
   begin(): void {
     this.active++;
@@ -54,25 +79,19 @@ export class Session {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Records the status of an applied (non-read) request. */
-  remember(seq: number, status: number): void {
-    // Not "delete the Map's first key": deleted entries stay in a Map's table as holes until it
-    // is rehashed, so finding the first live key scans them; that was 14 % of the server's busy
-    // time under 4k random writes (profile in bench/README.md, lever 11).
-    if (this.applied.has(seq)) {
-      this.applied.set(seq, status);
-      return;
-    }
-    if (this.ringLen === DEDUP_WINDOW) this.applied.delete(this.ring[this.ringPos]!);
-    else this.ringLen++;
-    this.ring[this.ringPos] = seq;
-    this.ringPos = (this.ringPos + 1) % DEDUP_WINDOW;
-    this.applied.set(seq, status);
+  /** Records the status of an applied (non-read) request, and what it was. */
+  remember(seq: number, status: number, op: Op = Op.Write, offset = 0, length = 0): void {
+    this.window.remember(seq, status, op, offset, length);
   }
 
   /** The status of a request already applied, if it is still in the window. */
   recall(seq: number): number | undefined {
-    return this.applied.get(seq);
+    return this.window.recall(seq);
+  }
+
+  /** How a replay differs from the request applied under its seq ('' if it does not). */
+  replayDifference(seq: number, op: Op, offset: number, length: number): string {
+    return this.window.difference(seq, op, offset, length);
   }
 
   /** Takes over from the current owner: bumps the epoch and fences the old connection. */
@@ -80,6 +99,7 @@ export class Session {
     const old = this.owner;
     this.owner = owner;
     this.epoch++;
+    this.disconnectedAt = 0;
     this.cancelExpiry();
     if (old && old !== owner) old.fence();
     return this.epoch;

@@ -151,6 +151,32 @@ describe('the dedup window', () => {
     }
   });
 
+  test('a replay whose op, offset or length differs from the remembered request closes with 4000, and nothing runs', async () => {
+    const backend = new RecordingBackend(new MemoryBackend(4 * MiB));
+    // One export per case: a closed writer keeps its export for the grace period.
+    const s = await startServer({ offset: backend, length: backend, op: backend });
+    try {
+      for (const [what, replay] of [
+        ['offset', { seq: 5, op: Op.Write, flags: 0, offset: 512, length: 512, payload: pattern(512, 2) }],
+        ['length', { seq: 5, op: Op.Write, flags: 0, offset: 0, length: 1024, payload: pattern(1024, 2) }],
+        ['op', { seq: 5, op: Op.Discard, flags: 0, offset: 0, length: 512 }],
+      ] as const) {
+        const c = await RawClient.connect(s.url(what));
+        await c.hello();
+        await c.roundTrip([{ seq: 5, op: Op.Write, flags: 0, offset: 0, length: 512, payload: pattern(512, 1) }]);
+        const callsBefore = backend.calls.length;
+        c.sendRequests([replay]);
+        const closed = await c.closedWithin();
+        assert.equal(closed.code, CloseCode.Malformed, `a replay with another ${what}`);
+        assert.match(closed.reason, /^replay does not match: seq 5 was op 1 0\+512, replayed as/);
+        assert.equal(backend.calls.length, callsBefore, 'nothing reached the backend');
+        c.terminate();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   test('a reply lost with the connection is recovered by replaying the same sequence number', async () => {
     const backend = new RecordingBackend(delayFilter(new MemoryBackend(4 * MiB), 200, { ops: ['write'] }));
     const s = await startServer({ disk0: backend });
@@ -224,7 +250,8 @@ describe('resume', () => {
     const open = async (name: string) => { const c = await RawClient.connect(s.url(name)); clients.push(c); return c; };
     try {
       const w0 = await (await open('disk0')).hello();
-      const unknown = await (await open('disk0')).hello({ resume: 'f'.repeat(32) });
+      // Read-only: disk0's writer is w0 (one writer per export).
+      const unknown = await (await open('disk0')).hello({ resume: 'f'.repeat(32), readOnly: true });
       assert.deepEqual([unknown.resumed, unknown.epoch], [false, 1]);
       assert.notEqual(unknown.sessionId, 'f'.repeat(32));
       const other = await (await open('disk1')).hello({ resume: w0.sessionId });

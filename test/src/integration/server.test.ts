@@ -366,7 +366,7 @@ describe('protocol violations close only the offending connection', () => {
       const bad = await RawClient.connect(s.url('disk0'));
       const good = await RawClient.connect(s.url('disk0'));
       try {
-        await bad.hello();
+        await bad.hello({ readOnly: true }); // good is the export's one writer
         await good.hello();
         bad.send(frame(Kind.Requests, msgpack([[1, 9, 0, 0, 512, 0, 0]])));
         const closed = await bad.closedWithin();
@@ -385,7 +385,7 @@ describe('protocol violations close only the offending connection', () => {
   test('a replies message with a truncated lz4 body closes the connection instead of crashing the server', async () => {
     await withServer({ disk0: mem() }, {}, async (s) => {
       const bad = await RawClient.connect(s.url('disk0'));
-      await bad.hello();
+      await bad.hello({ readOnly: true }); // its lost connection would keep the writer lock
       bad.send(frame(Kind.Replies, msgpack([[1, 0, 1, 64]])));
       const closed = await bad.closedWithin();
       assert.equal(closed.code, CloseCode.Malformed);
