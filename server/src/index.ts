@@ -7,3 +7,4 @@ export { TokenAuth, readTokenFile, type Grant } from './auth.js';
 export { Session } from './session/session.js';
 export { SessionTable } from './session/session-table.js';
 export { StorageServer, type StorageServerOptions } from './server.js';
+export { ReplyBudget, type Debtor } from './protocol/reply-budget.js';
