@@ -84,6 +84,7 @@ export class ServerConnection {
     this.state = 'draining';
     const t = this.transmission;
     if (t) {
+      t.dropHeld();
       await t.idle();
       t.flush();
     }

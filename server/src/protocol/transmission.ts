@@ -62,9 +62,15 @@ export class Transmission implements Debtor {
     if (this.stopped) return;
     this.stopped = true;
     this.replies = [];
+    this.dropHeld();
+    this.budget.leave(this);
+  }
+
+  /** Forgets the requests waiting for budget (never started: the client replays them elsewhere). */
+  dropHeld(): void {
     for (const req of this.held) if (req.payload) bufferPool.release(req.payload);
     this.held = [];
-    this.budget.leave(this);
+    this.budget.done(this);
   }
 
   owed(): number {

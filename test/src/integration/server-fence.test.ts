@@ -66,6 +66,39 @@ describe('the session fence', () => {
     }
   });
 
+  test('a steal waits for the old writer\'s running write before the thief is welcomed, and the old session is gone', async () => {
+    const { inner, outer } = heldExport();
+    const s = await startServer({ disk0: outer });
+    const a = await RawClient.connect(s.url('disk0'));
+    const b = await RawClient.connect(s.url('disk0'));
+    try {
+      const wa = await a.hello({ clientId: 'A', host: 'host-a' });
+      const pA = pattern(4096, 0xa);
+      const pB = pattern(4096, 0xb);
+      const aStarted = outer.nextStart((c) => c.op === 'write');
+      a.sendRequests([{ seq: 1, op: Op.Write, flags: 0, offset: X, length: 4096, payload: pA }]);
+      const aCall = await aStarted; // A's write is in the server, held
+
+      const wb = await b.hello({ clientId: 'B', host: 'host-b', steal: true });
+      assert.equal(wb.resumed, false);
+      assert.notEqual(wb.sessionId, wa.sessionId);
+      assert.ok(wb.at >= aCall.start + HOLD_MS - 50, `welcome ${Math.round(wb.at - aCall.start)} ms after A's write started; the hold is ${HOLD_MS} ms`);
+      const ac = await a.closedWithin();
+      assert.deepEqual([ac.code, ac.reason], [CloseCode.Fenced, 'taken over by B on host-b']);
+      assert.ok(ac.at <= wb.at, 'the old writer is fenced before the thief is welcomed');
+
+      assert.equal((await b.roundTrip([{ seq: 1, op: Op.Write, flags: 0, offset: X, length: 4096, payload: pB }])).get(1)!.status, 0);
+      const writes = inner.callsOf('write');
+      assert.ok(writes[0]!.data!.equals(pA) && writes[1]!.data!.equals(pB), 'A landed first, then B');
+      assert.ok(writes[0]!.end! <= writes[1]!.start);
+      assert.notEqual(writes[0]!.ctx.session, writes[1]!.ctx.session);
+    } finally {
+      a.terminate();
+      b.terminate();
+      await s.close();
+    }
+  });
+
   test('a resuming client that sends requests before its welcome is closed, and nothing of it runs', async () => {
     const { inner, outer } = heldExport();
     const s = await startServer({ disk0: outer });
