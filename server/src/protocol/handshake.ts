@@ -32,12 +32,16 @@ export class Refusal extends Error {
   }
 }
 
-/** "client X on HOST (session 1234abcd, connected)": who holds an export's writer lock. */
-function holderOf(s: Session): string {
+/**
+ * "X on HOST (session 1234abcd, connected)": who holds an export's writer lock, short enough
+ * for a close reason (123 bytes) with the hint after it.
+ */
+function holderOf(s: Session, graceMs: number): string {
+  const away = Date.now() - s.disconnectedAt;
   const state = s.owner
     ? 'connected'
-    : `disconnected ${Math.round((Date.now() - s.disconnectedAt) / 1000)} s ago, may resume`;
-  return `${s.clientId.slice(0, 40)}${s.host ? ` on ${s.host.slice(0, 32)}` : ''} (session ${s.id.slice(0, 8)}, ${state})`;
+    : `lost ${Math.round(away / 1000)} s ago, may resume for ${Math.max(0, Math.round((graceMs - away) / 1000))} s`;
+  return `${s.clientId.slice(0, 32)}${s.host ? ` on ${s.host.slice(0, 24)}` : ''} (session ${s.id.slice(0, 8)}, ${state})`;
 }
 
 /**
@@ -77,14 +81,14 @@ export function admit(
   const holder = writer ? sessions.writerOf(exp.name) : undefined;
   if (!holder) return start();
   if (!hello.steal) {
-    throw new Refusal(CloseCode.WriterBusy, `export has a writer: ${holderOf(holder)}; --steal takes it over`);
+    throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(holder, sessions.graceMs)}; --steal takes over`);
   }
   const who = `${hello.clientId}${hello.host ? ` on ${hello.host}` : ''}`;
-  log.warn(`${peer}: ${who} steals '${exp.name}' from ${holderOf(holder)}`);
+  log.warn(`${peer}: ${who} steals '${exp.name}' from ${holderOf(holder, sessions.graceMs)}`);
   return evict(sessions, holder, `taken over by ${who}`).then(() => {
     // Another steal may have won the export while this one waited for the drain.
     const winner = sessions.writerOf(exp.name);
-    if (winner) throw new Refusal(CloseCode.WriterBusy, `export has a writer: ${holderOf(winner)}; --steal takes it over`);
+    if (winner) throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(winner, sessions.graceMs)}; --steal takes over`);
     return start();
   });
 }

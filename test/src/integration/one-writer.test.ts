@@ -12,7 +12,7 @@ const write = (seq: number, fill: number) => ({ seq, op: Op.Write, flags: 0, off
 const read = (seq: number) => ({ seq, op: Op.Read, flags: 0, offset: 0, length: 512 });
 
 test('a second read-write session is refused with 4004 naming the holder, connected or disconnected; a clean close frees the export', async (t) => {
-  const s = await serve(t, ['--export', 'disk0=memory:4M']);
+  const s = await serve(t, ['--export', 'disk0=memory:4M', '--export', 'disk1=memory:1M']);
   const a = await RawClient.connect(s.url('disk0'));
   const wa = await a.hello({ clientId: 'alpha-client', host: 'host-a', secret: 'a'.repeat(64) });
   const b = await RawClient.connect(s.url('disk0'));
@@ -21,7 +21,16 @@ test('a second read-write session is refused with 4004 naming the holder, connec
   assert.equal(refused.code, CloseCode.WriterBusy);
   assert.match(refused.reason, /alpha-client on host-a/);
   assert.ok(refused.reason.includes(wa.sessionId.slice(0, 8)), refused.reason);
-  assert.match(refused.reason, /connected/);
+  assert.match(refused.reason, /connected\); --steal takes over$/);
+  // A holder with the longest names still leaves the hint inside a close reason's 123 bytes.
+  const long = await RawClient.connect(s.url('disk1'));
+  await long.hello({ clientId: 'c'.repeat(128), host: 'h'.repeat(255) });
+  const late = await RawClient.connect(s.url('disk1'));
+  late.sendHello({ clientId: 'late' });
+  const cut = (await late.closedWithin()).reason;
+  assert.match(cut, /^writer is c+ on h+ \(session [0-9a-f]{8}, connected\); --steal takes over$/);
+  assert.ok(Buffer.byteLength(cut) <= 123);
+  long.terminate();
   assert.equal((await a.roundTrip([write(1, 1)])).get(1)!.status, 0, 'the holder keeps writing');
 
   a.terminate(); // lost, not closed: the lock holds for the grace period
@@ -30,7 +39,7 @@ test('a second read-write session is refused with 4004 naming the holder, connec
   c.sendHello({ clientId: 'gamma-client' });
   const refused2 = await c.closedWithin();
   assert.equal(refused2.code, CloseCode.WriterBusy);
-  assert.match(refused2.reason, /alpha-client on host-a .*disconnected \d+ s ago/);
+  assert.match(refused2.reason, /alpha-client on host-a .*lost \d+ s ago, may resume for 1[12]\d s\); --steal takes over$/);
 
   const back = await RawClient.connect(s.url('disk0'));
   const wb = await back.hello({ resume: wa.sessionId, secret: 'a'.repeat(64) });
