@@ -79,17 +79,19 @@ export class Transmission implements Debtor {
 
   /** Starts held requests while they fit; reading resumes once none is held. */
   retry(): void {
+    if (this.stopped) return;
     const held = this.held;
     let i = 0;
-    while (i < held.length && !this.stopped) {
+    while (i < held.length) {
       const req = held[i]!;
       if (!this.fits(req)) break;
       i++;
       this.execute(req);
+      if (this.stopped) return; // stop() released every held payload, this one's too
       if (req.payload) bufferPool.release(req.payload);
     }
     if (i > 0) held.splice(0, i);
-    if (held.length === 0 && !this.stopped) {
+    if (held.length === 0) {
       this.budget.done(this);
       this.ws.resumeReading('replies');
     }
