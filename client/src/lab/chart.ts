@@ -85,7 +85,7 @@ export function lineChart(title: string, unit: string, series: Series[], axis: T
     const points = s.points.map(([t, v]): [number, number | null] => [t, valid(v) ? v : null]);
     const d = pathData(points, axis, y.at);
     const dash = s.dash ? ` stroke-dasharray="${esc(s.dash)}"` : '';
-    out.push(`<path class="series" data-series="${esc(s.name)}" d="${d}" stroke="${esc(s.colour)}"${dash}><title>${esc(s.name)}</title></path>`);
+    if (d) out.push(`<path class="series" data-series="${esc(s.name)}" d="${d}" stroke="${esc(s.colour)}"${dash}><title>${esc(s.name)}</title></path>`);
     // A lone point between gaps draws no line: mark it.
     for (const [t, v] of lonePoints(points)) out.push(`<circle cx="${f(axis.x(t))}" cy="${f(y.at(v))}" r="2.5" fill="${esc(s.colour)}"/>`);
   }
@@ -123,7 +123,9 @@ export function stateLanes(title: string, samples: LabSample[], replicas: string
   out.push(faultSpans(faults, top, plotH));
   replicas.forEach((name, lane) => {
     const y0 = top + lane * (laneH + gap) + gap / 2;
-    out.push(`<text class="lane" x="${LEFT - 6}" y="${y0 + laneH / 2 + 4}" text-anchor="end">${esc(name)}</text>`);
+    // The margin holds about ten characters; the whole name is in the tooltip.
+    const shown = name.length > 10 ? `${name.slice(0, 9)}…` : name;
+    out.push(`<text class="lane" x="${LEFT - 6}" y="${y0 + laneH / 2 + 4}" text-anchor="end">${esc(shown)}<title>${esc(name)}</title></text>`);
     out.push(`<rect class="lane-bg" x="${LEFT}" y="${y0}" width="${PLOT_W}" height="${laneH}"/>`);
     for (const seg of segments(samples, name)) {
       const x0 = axis.x(seg.t0);

@@ -40,7 +40,9 @@ th { color: #444; font-weight: 600; } td.n { text-align: right; font-variant-num
 .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 8px 24px; }
 `;
 
-export function renderReport(run: LabRun): string {
+export function renderReport(given: LabRun): string {
+  // A sample or fault with no usable time cannot be placed; drawing it would put NaN in the SVG.
+  const run = { ...given, samples: given.samples.filter((s) => Number.isFinite(s.t)), faults: given.faults.filter((f) => Number.isFinite(f.t)) };
   const endS = Math.max(run.durationS || 0, ...run.samples.map((s) => s.t), ...run.faults.map((f) => f.until ?? f.t), 1);
   const axis = new TimeAxis(endS);
   const faults = placeFaults(run.faults, axis);

@@ -70,6 +70,20 @@ test('the report escapes every string from the run: a hostile name or detail sta
   assert.ok(!/\b(?:src|href)=|@import|url\((?!#)/.test(plain), 'the report must load nothing');
 });
 
+test('figures a runner could not measure (NaN, null, a missing time) leave gaps, never NaN in the drawing', () => {
+  const run = syntheticRun();
+  run.samples[3]!.t = Number.NaN;
+  run.samples[5]!.readIops = Number.NaN;
+  run.samples[6]!.p99Ms = null;
+  run.samples[7]!.p50Ms = 0; // no point on a log scale
+  run.samples[27]!.replicas[1]!.resyncPercent = Number.NaN;
+  run.faults.push({ t: Number.NaN, action: 'clear', server: 's1' });
+  run.durationS = Number.NaN;
+  const html = renderReport(run);
+  assert.ok(!html.includes('NaN'), 'NaN in the report');
+  assert.equal((html.match(/<g class="fault-span">/g) ?? []).length, 9, 'the three placeable faults, on each chart');
+});
+
 test('a failed run says FAIL at the top and shows each failing check with its detail', () => {
   const run = syntheticRun();
   run.verdict = { ok: false, checks: [
@@ -145,7 +159,7 @@ test('chromium renders the report: three charts with drawn lines, replica lanes,
     assert.ok(c.width >= 1100 && c.width <= 1240, `${c.label} fills the page at 1280 px (${c.width} px)`);
   }
   assert.deepEqual(seen.states, ['ejected', 'in-sync', 'resyncing', 'unreachable']);
-  assert.deepEqual(seen.lanes, ['s1', 's2', 's3']);
+  assert.deepEqual(seen.lanes, ['s1s1', 's2s2', 's3s3'], 'each lane: its name, and the name again as its tooltip');
   assert.equal(seen.progress, 1, 'the resync is drawn as progress');
   assert.ok(seen.scrollWidth <= 1280, `no horizontal scroll at 1280 px (${seen.scrollWidth})`);
   assert.equal(seen.loaded, 0, 'the report has nothing to load or run');
@@ -168,11 +182,26 @@ test('chromium renders the report: three charts with drawn lines, replica lanes,
   const evilPage = await browser.open(pathToFileURL(evil).href);
   assert.deepEqual(evilPage.errors, []);
   const evilSeen = await evilPage.evaluate(`({
-    lanes: [...document.querySelectorAll('text.lane')].map((x) => x.textContent),
+    lanes: [...document.querySelectorAll('text.lane title')].map((x) => x.textContent),
     detail: document.querySelectorAll('.checks pre')[1].textContent,
     loaded: document.querySelectorAll('script, img').length,
   })`);
   assert.deepEqual(evilSeen, { lanes: ['s1', hostile, 's3'], detail: '<script>console.error(2)</script>', loaded: 0 });
+
+  // A run that stopped before its first sample still renders, with empty charts and no errors.
+  const empty = syntheticRun();
+  empty.samples = [];
+  empty.faults = [];
+  empty.verdict = { ok: false, checks: [{ name: 'fio verify', ok: false, detail: 'fio did not start: /dev/nbd0 is missing' }] };
+  const emptyFile = join(dir, 'empty.html');
+  writeFileSync(emptyFile, renderReport(empty));
+  const emptyPage = await browser.open(pathToFileURL(emptyFile).href);
+  assert.deepEqual(emptyPage.errors, []);
+  assert.deepEqual(await emptyPage.evaluate(`({
+    charts: document.querySelectorAll('svg.chart').length,
+    verdict: document.getElementById('verdict').textContent,
+    ticks: [...document.querySelectorAll('svg.chart')[0].querySelectorAll('text.tick')].map((x) => x.textContent).slice(-5),
+  })`), { charts: 3, verdict: 'FAIL0 of 1 checks passed', ticks: ['0', '10', '20', '30', '40'] });
 });
 
 // --- A small DevTools-protocol client: one browser, one page at a time. ---
