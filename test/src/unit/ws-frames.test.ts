@@ -1,4 +1,4 @@
-// FrameReader (shared/src/ws.ts) without sockets: frames built by hand, fed through push()
+// FrameReader (shared/src/ws/frame-reader.ts) without sockets: frames built by hand, fed through push()
 // (the server's 'data' chunks) and through nextBuffer()/filled() (the client's onread), with a
 // sink that records everything. Checks byte-exact payloads over every length encoding, the
 // handling of masks by role, fragmentation, every protocol error (once, nothing after), and that
