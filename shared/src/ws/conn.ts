@@ -1,6 +1,7 @@
 // One WebSocket connection whose handshake is done: the state machine of RFC 6455 (open,
 // closing, closed), the close handshake, pings, and delivery of messages to its owner.
 import type { Socket } from 'node:net';
+import { CloseCode } from '../constants.js';
 import type { BufferPool } from '../pool.js';
 import { Opcode, WS_CLOSE } from './frame.js';
 import { FrameReader, type FrameSink } from './frame-reader.js';
@@ -33,7 +34,23 @@ export interface WsConnOptions {
    * does not take is queued with socket.write as before. TLS sockets never use it.
    */
   sendv?: Sendv;
+  /**
+   * A connection with part of a frame (or of a fragmented message) in, that then receives no
+   * byte for this long, is closed with 4005 'frame stalled' (ms; 0: never). Checked by a timer
+   * that compares the count of bytes read, so reads take no timestamps. Default 30000.
+   */
+  frameTimeoutMs?: number;
+  /**
+   * While more than this many bytes wait in the socket's queue (a peer that sends but does not
+   * read), the socket is not read ('backlog' pause) until it drains. Default 16 MiB.
+   */
+  maxBuffered?: number;
 }
+
+const FRAME_TIMEOUT_MS = 30_000;
+const MAX_BUFFERED = 16 << 20;
+/** The pause reason of a socket whose queue holds more than maxBuffered. */
+const BACKLOG = 'backlog';
 
 type State = 'open' | 'closing' | 'closed';
 
@@ -60,6 +77,22 @@ export class WsConn implements FrameSink {
   private earlyClose: [number, string] | undefined;
   private closedByOwner = false;
   private readonly writer: FrameWriter;
+  private readonly maxBuffered: number;
+  /** The frame timeout's timer and the reader's byte count at its last tick (-1: not watching). */
+  private frameTimer: NodeJS.Timeout | undefined;
+  private bytesAtTick = -1;
+  /**
+   * A pong of ours is in the socket's queue; a ping meanwhile is answered once it has left,
+   * and only the latest one (RFC 6455 5.5.3): a peer that pings but never reads queues one pong.
+   */
+  private pongQueued = false;
+  private nextPong: Buffer | null = null;
+  private readonly pongSent = () => {
+    this.pongQueued = false;
+    const payload = this.nextPong;
+    this.nextPong = null;
+    if (payload && this.isOpen) this.pong(payload);
+  };
 
   /**
    * `reads`: 'data' when the socket is read with 'data' events (an http upgrade socket that
@@ -73,13 +106,22 @@ export class WsConn implements FrameSink {
     head?: Buffer,
     readonly reads: 'data' | 'onread' = role === 'server' ? 'data' : 'onread',
   ) {
-    this.writer = new FrameWriter(socket, role === 'client', opts.sendv);
+    this.writer = new FrameWriter(socket, role === 'client', opts.sendv, opts.pool);
+    this.maxBuffered = opts.maxBuffered ?? MAX_BUFFERED;
     this.reader = new FrameReader(this, role === 'server', opts.maxMessage, opts.pool);
     socket.setNoDelay(true);
     socket.on('close', () => this.onSocketClose());
     socket.on('end', () => socket.end());
     socket.on('error', () => {}); // 'close' follows, with code 1006 when no close frame came
-    socket.on('drain', () => this.ondrain());
+    socket.on('drain', () => {
+      this.resumeReading(BACKLOG);
+      this.ondrain();
+    });
+    const frameTimeout = opts.frameTimeoutMs ?? FRAME_TIMEOUT_MS;
+    if (frameTimeout > 0) {
+      this.frameTimer = setInterval(() => this.checkStall(), frameTimeout);
+      this.frameTimer.unref();
+    }
     if (head && head.length) this.reader.push(head);
     if (reads === 'data') socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
   }
@@ -121,7 +163,9 @@ export class WsConn implements FrameSink {
 
   /** Sends one binary message made of parts: one frame, the parts as they are (no copy). */
   send(parts: readonly Buffer[]): void {
-    if (this.isOpen) this.writer.message(parts);
+    if (!this.isOpen) return;
+    this.writer.message(parts);
+    if (this.socket.writableLength > this.maxBuffered) this.pauseReading(BACKLOG);
   }
 
   /** Frames the kernel took whole from sendv (the rest went through socket.write). */
@@ -168,7 +212,10 @@ export class WsConn implements FrameSink {
 
   onControl(opcode: Opcode, payload: Buffer): void {
     if (opcode === Opcode.Ping) {
-      if (this.isOpen) this.control(Opcode.Pong, payload);
+      if (!this.isOpen) return;
+      // Held as a copy: a view would pin the arena it lies in.
+      if (this.pongQueued) this.nextPong = Buffer.from(payload);
+      else this.pong(payload);
     } else if (opcode === Opcode.Pong) {
       this.onpong();
     } else {
@@ -204,9 +251,26 @@ export class WsConn implements FrameSink {
 
   // -----------------------------------------------------------------------------------------
 
-  private control(opcode: Opcode, payload: Buffer): void {
+  private control(opcode: Opcode, payload: Buffer, sent?: () => void): void {
     if (this.socket.destroyed || !this.socket.writable) return;
-    this.writer.control(opcode, payload);
+    this.writer.control(opcode, payload, sent);
+    if (this.socket.writableLength > this.maxBuffered) this.pauseReading(BACKLOG);
+  }
+
+  private pong(payload: Buffer): void {
+    this.pongQueued = true;
+    this.control(Opcode.Pong, payload, this.pongSent);
+  }
+
+  /**
+   * A tick of the frame timeout: part of a frame is in, no byte came since the last tick, and
+   * reading was not paused by us meanwhile: the peer stalled mid-frame.
+   */
+  private checkStall(): void {
+    const bytes = this.reader.bytesIn;
+    const stalled = bytes === this.bytesAtTick && this.reader.partial;
+    this.bytesAtTick = this.pausedFor.size === 0 ? bytes : -1;
+    if (stalled && this.pausedFor.size === 0 && this.state === 'open') this.onProtocolError(CloseCode.Timeout, 'frame stalled');
   }
 
   private armTimer(): void {
@@ -219,6 +283,7 @@ export class WsConn implements FrameSink {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.timer);
+    clearInterval(this.frameTimer);
     const pc = this.peerClose;
     const code = pc ? pc.code : WS_CLOSE.abnormal;
     const reason = pc ? pc.reason : '';

@@ -14,6 +14,7 @@
 import type { BufferPool } from '../pool.js';
 import type { ReadTarget } from '../onread.js';
 import { Opcode, WS_CLOSE } from './frame.js';
+import { unmask } from './mask.js';
 
 export interface FrameSink {
   /** A whole data message (one frame, or fragments joined). */
@@ -30,6 +31,23 @@ const ARENA = 128 * 1024;
 const MIN_READ = 16 * 1024;
 /** A frame that does not fit the arena gets a buffer of its own when its payload is this large. */
 const OWN_BUFFER_AT = 32 * 1024;
+/**
+ * A frame's own buffer first holds at most this much, whatever its header claims: a 1 MiB READ
+ * reply or WRITE (with its record header) is still read straight into one buffer, and a
+ * header alone pins no more than this per connection (until the frame timeout closes it).
+ */
+const BIG_FIRST = (1 << 20) + 64 * 1024;
+/** Then it grows by this factor as bytes arrive, so memory follows what the peer really sent. */
+const BIG_GROWTH = 4;
+/**
+ * Fragments of one message, empty ones included. Our peers never fragment, but RFC 6455 5.4
+ * lets an intermediary re-fragment, so fragments are accepted within bounds: their bytes count
+ * against maxMessage (and are copied into one buffer as they come, rather than kept as views
+ * that would each pin an arena), and their count is capped here, so a flood of empty
+ * continuations cannot keep a message open forever (ws's "limit retained message parts").
+ */
+export const MAX_FRAGMENTS = 1024;
+const EMPTY = Buffer.alloc(0);
 
 interface Head {
   fin: boolean;
@@ -55,11 +73,14 @@ export class FrameReader implements ReadTarget {
   private big: Buffer | null = null;
   private bigHead: Head | null = null;
   private bigFilled = 0;
-  /** Fragments of a message not yet finished (fin = 0 seen). */
-  private fragments: Buffer[] = [];
+  /** A message not yet finished (fin = 0 seen): its frames so far and their bytes, joined. */
+  private fragmentCount = 0;
+  private joined = EMPTY;
   private fragmentBytes = 0;
   private fragmentBinary = true;
   private failed = false;
+  /** Bytes taken in so far: the frame timeout compares it between its ticks. */
+  bytesIn = 0;
   /** The incomplete frame at arena[start, end) is known to end inside this arena. */
   private tailFits = false;
 
@@ -73,7 +94,10 @@ export class FrameReader implements ReadTarget {
   ) {}
 
   nextBuffer(): Buffer {
-    if (this.big) return this.big.subarray(this.bigFilled);
+    if (this.big) {
+      if (this.bigFilled === this.big.length) this.growBig();
+      return this.big.subarray(this.bigFilled);
+    }
     // Little room left: a frame known to end in this arena reads on into it; otherwise (only a
     // partial header, at most 13 bytes, or nothing pending) the next reads go to a new arena.
     if (this.arena.length - this.end < MIN_READ && !this.tailFits) this.newArena(0);
@@ -81,10 +105,16 @@ export class FrameReader implements ReadTarget {
   }
 
   filled(n: number): void {
+    this.bytesIn += n;
+    this.fill(n);
+  }
+
+  /** `n` bytes are in nextBuffer(): parses what they complete. */
+  private fill(n: number): void {
     if (this.failed) return;
     if (this.big) {
       this.bigFilled += n;
-      if (this.bigFilled === this.big.length) this.finishBig();
+      if (this.bigFilled === this.bigHead!.payloadLen) this.finishBig();
       return;
     }
     this.end += n;
@@ -94,6 +124,7 @@ export class FrameReader implements ReadTarget {
 
   /** Bytes of a 'data' event. Complete frames are handed over as views of `chunk`. */
   push(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
     let off = 0;
     while (off < chunk.length && !this.failed) {
       if (!this.big && this.start === this.end) {
@@ -111,7 +142,7 @@ export class FrameReader implements ReadTarget {
       const k = Math.min(dst.length, chunk.length - off);
       chunk.copy(dst, 0, off, off + k);
       off += k;
-      this.filled(k);
+      this.fill(k);
     }
   }
 
@@ -187,11 +218,28 @@ export class FrameReader implements ReadTarget {
     this.end = tail;
   }
 
+  /** Whether a frame (or a fragmented message) is part-way in: the peer owes us bytes. */
+  get partial(): boolean {
+    return !this.failed && (this.big !== null || this.start !== this.end || this.fragmentCount !== 0);
+  }
+
+  private take(n: number): Buffer {
+    return this.pool ? this.pool.take(n) : Buffer.allocUnsafe(n);
+  }
+
   private startBig(head: Head, src: Buffer, from: number, to: number): void {
-    this.big = this.pool ? this.pool.take(head.payloadLen) : Buffer.allocUnsafe(head.payloadLen);
+    this.big = this.take(Math.min(head.payloadLen, Math.max(BIG_FIRST, to - from)));
     this.bigHead = head;
     this.bigFilled = src.copy(this.big, 0, from, to);
     if (this.bigFilled === head.payloadLen) this.finishBig();
+  }
+
+  /** The own buffer is full and more of the frame is coming: a larger one, the bytes moved. */
+  private growBig(): void {
+    const old = this.big!;
+    this.big = this.take(Math.min(this.bigHead!.payloadLen, old.length * BIG_GROWTH));
+    old.copy(this.big, 0, 0, this.bigFilled);
+    this.pool?.release(old);
   }
 
   private finishBig(): void {
@@ -211,8 +259,8 @@ export class FrameReader implements ReadTarget {
       return;
     }
     if (op === Opcode.Continuation) {
-      if (this.fragments.length === 0) return void this.fail(WS_CLOSE.protocol, 'continuation frame without a message');
-    } else if (this.fragments.length !== 0) {
+      if (this.fragmentCount === 0) return void this.fail(WS_CLOSE.protocol, 'continuation frame without a message');
+    } else if (this.fragmentCount !== 0) {
       return void this.fail(WS_CLOSE.protocol, 'new message inside a fragmented one');
     } else if (head.fin) {
       this.sink.onMessage(payload, op === Opcode.Binary);
@@ -220,14 +268,27 @@ export class FrameReader implements ReadTarget {
     } else {
       this.fragmentBinary = op === Opcode.Binary;
     }
-    this.fragments.push(payload);
-    this.fragmentBytes += payload.length;
+    if (++this.fragmentCount > MAX_FRAGMENTS) return void this.fail(WS_CLOSE.tooBig, `message in more than ${MAX_FRAGMENTS} fragments`);
+    this.join(payload);
     if (!head.fin) return;
-    const data = Buffer.concat(this.fragments, this.fragmentBytes);
-    if (this.pool) for (const f of this.fragments) this.pool.release(f);
-    this.fragments = [];
+    const data = this.joined.subarray(0, this.fragmentBytes);
+    this.joined = EMPTY;
     this.fragmentBytes = 0;
+    this.fragmentCount = 0;
     this.sink.onMessage(data, this.fragmentBinary);
+  }
+
+  /** Appends a fragment to the message's buffer (grown by doubling, never past maxMessage). */
+  private join(payload: Buffer): void {
+    const need = this.fragmentBytes + payload.length;
+    if (need > this.joined.length) {
+      const next = Buffer.allocUnsafe(Math.min(this.maxMessage, Math.max(need, this.joined.length * 2, 4096)));
+      this.joined.copy(next, 0, 0, this.fragmentBytes);
+      this.joined = next;
+    }
+    payload.copy(this.joined, this.fragmentBytes);
+    this.fragmentBytes = need;
+    this.pool?.release(payload);
   }
 
   private fail(code: number, reason: string): null {
@@ -239,16 +300,3 @@ export class FrameReader implements ReadTarget {
   }
 }
 
-export function unmask(buf: Buffer, mask: number): void {
-  const m0 = mask >>> 24, m1 = (mask >>> 16) & 0xff, m2 = (mask >>> 8) & 0xff, m3 = mask & 0xff;
-  const n = buf.length;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
-    buf[i] ^= m0;
-    buf[i + 1] ^= m1;
-    buf[i + 2] ^= m2;
-    buf[i + 3] ^= m3;
-  }
-  const tail = [m0, m1, m2, m3];
-  for (; i < n; i++) buf[i] ^= tail[i & 3]!;
-}
