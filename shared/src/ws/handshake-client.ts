@@ -74,10 +74,24 @@ interface ParsedHead {
   headEnd: number;
 }
 
+/** An HTTP token (RFC 9110 5.6.2): what a header name may be made of. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A CR, LF or NUL in a header value would end its line: what follows would be a header of its own. */
+const LINE_BREAK = /[\r\n\0]/;
+
+/** What is wrong with a header we are about to send, or undefined. */
+function headerProblem(name: string, value: string): string | undefined {
+  if (!TOKEN.test(name)) return `header name '${name.replace(/[^\x20-\x7e]/g, '?')}' is not an HTTP token`;
+  if (LINE_BREAK.test(value)) return `header ${name} holds a CR, LF or NUL`;
+  return undefined;
+}
+
 function parseHead(buf: Buffer, len: number): ParsedHead | null {
   const end = buf.subarray(0, len).indexOf('\r\n\r\n');
   if (end < 0) return null;
   const lines = buf.toString('latin1', 0, end).split('\r\n');
+  // Lines end with CRLF: a bare CR or LF inside one is a response trying to smuggle a line.
+  if (lines.some((line) => LINE_BREAK.test(line))) throw new WsHandshakeError('HTTP response with a bare CR or LF in its head');
   const m = /^HTTP\/1\.[01] (\d{3}) ?(.*)$/.exec(lines[0] ?? '');
   if (!m) throw new WsHandshakeError(`not an HTTP response: '${(lines[0] ?? '').slice(0, 60)}'`);
   const headers = new Map<string, string>();
@@ -95,6 +109,11 @@ export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const port = Number(url.port) || (url.protocol === 'wss:' ? 443 : 80);
     const key = newKey();
+    const extra = Object.entries(opts.headers ?? {});
+    for (const [name, value] of [['Sec-WebSocket-Protocol', opts.protocol], ...extra] as const) {
+      const problem = headerProblem(name, value);
+      if (problem) return reject(new WsHandshakeError(problem));
+    }
     let settled = false;
     let head: ParsedHead | null = null;
     const response = new ResponseReader(() => onBytes());
@@ -173,7 +192,7 @@ export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
       `Sec-WebSocket-Key: ${key}`,
       'Sec-WebSocket-Version: 13',
       `Sec-WebSocket-Protocol: ${opts.protocol}`,
-      ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+      ...extra.map(([k, v]) => `${k}: ${v}`),
     ];
     socket.write(lines.join('\r\n') + '\r\n\r\n');
   });

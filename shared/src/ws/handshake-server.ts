@@ -44,6 +44,8 @@ export interface AcceptOptions extends WsConnOptions {
 /** Accepts a checked upgrade: writes the 101 and returns the connection (call start()). */
 export function acceptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string, opts: AcceptOptions): WsConn {
   const key = req.headers['sec-websocket-key'] as string;
+  // The caller's value goes into a header line: a line break in it would inject headers.
+  if (/[\r\n\0]/.test(protocol)) throw new Error(`subprotocol ${JSON.stringify(protocol)} holds a CR, LF or NUL`);
   const response =
     'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
     `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`;
