@@ -173,7 +173,14 @@ export class FrameReader implements ReadTarget {
     if (opcode > Opcode.Binary && opcode < Opcode.Close || opcode > Opcode.Pong) return this.fail(WS_CLOSE.protocol, `unknown opcode ${opcode}`);
     if (opcode >= Opcode.Close && (!fin || len > 125)) return this.fail(WS_CLOSE.protocol, 'control frame fragmented or longer than 125 bytes');
     if (isMasked !== this.masked) return this.fail(WS_CLOSE.protocol, this.masked ? 'client frame not masked' : 'server frame masked');
-    if (end - pos < headerLen) return null;
+    // Each rule is checked as soon as its bytes are in (as ws does): a frame can be refused
+    // before its payload, or its mask, has arrived.
+    if (opcode === Opcode.Continuation) {
+      if (this.fragmentCount === 0) return this.fail(WS_CLOSE.protocol, 'continuation frame without a message');
+    } else if (opcode < Opcode.Close && this.fragmentCount !== 0) {
+      return this.fail(WS_CLOSE.protocol, 'new message inside a fragmented one');
+    }
+    if (end - pos < headerLen - (isMasked ? 4 : 0)) return null;
     if (len === 126) len = buf.readUInt16BE(pos + 2);
     else if (len === 127) {
       const hi = buf.readUInt32BE(pos + 2);
@@ -183,6 +190,7 @@ export class FrameReader implements ReadTarget {
     if (opcode < Opcode.Close && len + this.fragmentBytes > this.maxMessage) {
       return this.fail(WS_CLOSE.tooBig, `message larger than ${this.maxMessage} bytes`);
     }
+    if (end - pos < headerLen) return null;
     const mask = isMasked ? buf.readUInt32BE(pos + headerLen - 4) : 0;
     return { fin, opcode, mask, headerLen, payloadLen: len };
   }
@@ -258,14 +266,9 @@ export class FrameReader implements ReadTarget {
       this.sink.onControl(op, payload);
       return;
     }
-    if (op === Opcode.Continuation) {
-      if (this.fragmentCount === 0) return void this.fail(WS_CLOSE.protocol, 'continuation frame without a message');
-    } else if (this.fragmentCount !== 0) {
-      return void this.fail(WS_CLOSE.protocol, 'new message inside a fragmented one');
-    } else if (head.fin) {
-      this.sink.onMessage(payload, op === Opcode.Binary);
-      return;
-    } else {
+    // readHead has checked the order: a continuation inside a message, a new one outside.
+    if (op !== Opcode.Continuation) {
+      if (head.fin) return this.sink.onMessage(payload, op === Opcode.Binary);
       this.fragmentBinary = op === Opcode.Binary;
     }
     if (++this.fragmentCount > MAX_FRAGMENTS) return void this.fail(WS_CLOSE.tooBig, `message in more than ${MAX_FRAGMENTS} fragments`);
