@@ -152,6 +152,7 @@ for (const role of ['server', 'client'] as const) {
         for (let i = 0; i < requests; i++) reqs.push(p.peer.frame(OP.binary, Buffer.alloc(16 * KiB, i)));
         p.peer.send(Buffer.concat(reqs));
         // Let the conn read all it will.
+        await until(() => p.messages.length > 0, 5000, 'the first request');
         let seen = -1;
         while (seen !== p.messages.length) {
           seen = p.messages.length;
