@@ -23,7 +23,8 @@ export interface WsConnOptions {
    * Large frames are read into buffers from this pool, and a message is only valid during its
    * onmessage call: the buffer goes back to the pool when the call returns, unless the handler
    * retained it (pool.retain, then pool.release when done). Without a pool a message's buffer
-   * is the handler's to keep.
+   * is the handler's to keep. A client's masked copies of its frames come from it too (from
+   * the process's bufferPool without it).
    */
   pool?: BufferPool;
   /**
@@ -107,7 +108,8 @@ export class WsConn implements FrameSink {
     readonly reads: 'data' | 'onread' = role === 'server' ? 'data' : 'onread',
   ) {
     this.writer = new FrameWriter(socket, role === 'client', opts.sendv, opts.pool);
-    this.maxBuffered = opts.maxBuffered ?? MAX_BUFFERED;
+    // Not below the socket's high-water mark: under it a full write sets no 'drain' to wait for.
+    this.maxBuffered = Math.max(opts.maxBuffered ?? MAX_BUFFERED, socket.writableHighWaterMark ?? 0);
     this.reader = new FrameReader(this, role === 'server', opts.maxMessage, opts.pool);
     socket.setNoDelay(true);
     socket.on('close', () => this.onSocketClose());
