@@ -37,13 +37,15 @@ export interface WsConnOptions {
   sendv?: Sendv;
   /**
    * A connection with part of a frame (or of a fragmented message) in, that then receives no
-   * byte for this long, is closed with 4005 'frame stalled' (ms; 0: never). Checked by a timer
-   * that compares the count of bytes read, so reads take no timestamps. Default 30000.
+   * byte for this long, is closed with 4005 'frame stalled' (ms; 0: never), within twice this.
+   * A timer compares the count of bytes read at its ticks, so reads take no timestamps; time
+   * that the owner paused reading does not count. Default 30000.
    */
   frameTimeoutMs?: number;
   /**
    * While more than this many bytes wait in the socket's queue (a peer that sends but does not
-   * read), the socket is not read ('backlog' pause) until it drains. Default 16 MiB.
+   * read), the socket is not read ('backlog' pause) until it drains. What one read already
+   * brought is still delivered, so the owner bounds the work one message can queue. Default 16 MiB.
    */
   maxBuffered?: number;
 }

@@ -5,12 +5,15 @@
 // per socket read, and runs each frame through a Writable stream. Here:
 // - the client reads with `onread`: the kernel writes straight into the buffer we name for each
 //   read, so a large frame is read into its own buffer (no copy after the first read), and
-//   small frames share an arena (one allocation for many reads, no buffer per read);
+//   small frames share an arena (one allocation for many reads, no buffer per read); that
+//   buffer grows with the bytes that arrive, never with the length a header claims;
 // - the server re-opens http's upgrade socket with onread too (acceptUpgrade, on a duplicate
 //   of its descriptor); where it cannot (TLS), it reads 'data' events and hands complete frames
 //   over as views of the chunk they arrived in, copying only a frame split across chunks.
 // Frames are checked as RFC 6455 says (reserved bits, opcodes, control frame size, masking by
-// role, lengths); the first violation closes with 1002 (1009: too big).
+// role, lengths, message order), each as soon as its bytes are in, as ws's Receiver does (the
+// differential fuzz test holds the two together); the first violation closes with 1002 (1009:
+// too big, or in too many fragments).
 import type { BufferPool } from '../pool.js';
 import type { ReadTarget } from '../onread.js';
 import { Opcode, WS_CLOSE } from './frame.js';
