@@ -110,20 +110,21 @@ for (const role of ['server', 'client'] as const) {
     });
 
     test('not a stall: an idle connection, a frame trickling in a byte at a time, a partial frame while the owner paused reading', async () => {
-      const p = await pair(role, { frameTimeoutMs: 100 });
+      // A byte every 30 ms is a peer that moves (a tick sees bytes), however long the frame takes.
+      const p = await pair(role, { frameTimeoutMs: 300 });
       try {
         p.peer.send(p.peer.frame(OP.binary, Buffer.from('whole')));
-        await sleep(350); // idle, nothing partial: 3 ticks
+        await sleep(700); // idle, nothing partial: two ticks
         const wire = p.peer.frame(OP.binary, bytes(12, 2));
         for (let i = 0; i < wire.length; i++) {
           p.peer.send(wire.subarray(i, i + 1));
-          await sleep(40);
+          await sleep(30);
         }
         await until(() => p.messages.length === 2, 2000, 'two messages');
         const partial = p.peer.frame(OP.binary, bytes(50, 3));
         p.conn.pauseReading('owner');
         p.peer.send(partial.subarray(0, 10));
-        await sleep(350);
+        await sleep(700); // two ticks and more
         assert.equal(p.closed(), undefined, 'still open');
         p.conn.resumeReading('owner');
         p.peer.send(partial.subarray(10));
