@@ -36,6 +36,8 @@ export interface StorageServerOptions {
   helloTimeoutMs?: number;
   /** Ping interval; a peer silent for two is closed (ms, default 10000, 0 = no keepalive). */
   keepaliveMs?: number;
+  /** A connection stalled in the middle of a frame this long is closed (ms, default 30000, 0 = never). */
+  frameTimeoutMs?: number;
   /** Browser origins let in besides the server's own site ('*' = any; see origin.ts). */
   allowOrigins?: string[];
 }
@@ -53,6 +55,7 @@ export class StorageServer {
   private readonly http: HttpServer;
   private readonly auth: TokenAuth;
   private readonly maxPayload: number;
+  private readonly frameTimeoutMs: number;
   private closing = false;
 
   constructor(private readonly opts: StorageServerOptions = {}) {
@@ -66,6 +69,7 @@ export class StorageServer {
     };
     this.allowOrigins = (opts.allowOrigins ?? []).map((o) => o.toLowerCase().replace(/\/+$/, ''));
     this.maxPayload = opts.maxPayload ?? LIMITS.maxPayloadDefault;
+    this.frameTimeoutMs = opts.frameTimeoutMs ?? 30_000;
     this.http = opts.tls
       ? createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
       : createHttpServer();
@@ -154,9 +158,9 @@ export class StorageServer {
       // Plain sockets are re-opened with onread (bench/RESULTS.md, lever 16), and frames go
       // straight to the descriptor while nothing is queued (lever 19).
       dupFd, sendv,
-      // TODO(i12-merge): maxBuffered and frameTimeoutMs (WsConnOptions, another helper's branch)
-      // go here: maxBuffered bounds a connection's pong and control queue, frameTimeoutMs closes
-      // a connection stalled in the middle of a frame.
+      // A peer stalled in the middle of a frame is closed (its buffer grows only with what
+      // arrives); reading stops while more than maxBuffered waits unsent (WsConn's default).
+      frameTimeoutMs: this.frameTimeoutMs,
     });
     const conn = new ServerConnection(ws, exp, auth.readOnly, this.terms, peer);
     this.connections.add(conn);

@@ -1,9 +1,16 @@
 // Sockets that read with `onread` (node:net): the kernel writes each read into the buffer a
 // ReadTarget names, with no buffer per read and no Readable stream in between. Used by the
-// WebSocket client and server (ws-handshake.ts) and the daemon's NBD export.
+// WebSocket client and server (ws/handshake-*.ts) and the daemon's NBD export.
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import type { ReadTarget } from './ws.js';
+
+/** Where a socket read puts its bytes, and what to do once they are there. */
+export interface ReadTarget {
+  /** The buffer the next read fills (at most its length). */
+  nextBuffer(): Buffer;
+  /** `n` bytes were read into the buffer nextBuffer() returned last. */
+  filled(n: number): void;
+}
 
 /** The onread option of net.connect / tls.connect / new net.Socket for a ReadTarget. */
 export function onreadInto(target: ReadTarget): OnReadOpts {

@@ -21,8 +21,8 @@ export function serveCommand(): Command {
       + 'whose connection was lost keeps it for --session-grace, so it can resume.\n\n'
       + 'Limits: a connection that owes more than --max-conn-buffer of replies (READ data not yet sent), or '
       + 'all of them more than --max-buffer, is not read until the client takes its replies. A connection '
-      + 'that sends no hello within --hello-timeout, or answers no keepalive for two --keepalive intervals, '
-      + 'is closed. A browser page of another site (its Origin is not the address it connects to) is '
+      + 'that sends no hello within --hello-timeout, answers no keepalive for two --keepalive intervals, or '
+      + 'stalls in the middle of a frame for --frame-timeout, is closed. A browser page of another site (its Origin is not the address it connects to) is '
       + 'refused with 403 unless --allow-origin names it.')
     .option('--listen <host:port>', 'address to listen on', hostPortArg, { host: '127.0.0.1', port: 7690 })
     .addOption(new Option('--export <spec>', 'NAME=file:PATH[,size=SIZE][,ro][,bs=512|4096] or NAME=memory:SIZE[,ro] (repeatable, each NAME once); a missing file is created sparse')
@@ -37,12 +37,13 @@ export function serveCommand(): Command {
     .addOption(new Option('--max-buffer <size>', 'reply bytes all connections together may owe').argParser(sizeArg).default(1 << 30, '1G'))
     .option('--hello-timeout <seconds>', 'close a connection that sends no hello this long after connecting', secondsArg, 5)
     .option('--keepalive <seconds>', 'ping every connection this often, close one silent for two intervals (0: off)', secondsArg, 10)
+    .option('--frame-timeout <seconds>', 'close a connection stalled in the middle of a frame this long (0: never)', secondsArg, 30)
     .addOption(new Option('--allow-origin <origin>', 'let browser pages of this origin connect, e.g. https://app.example (repeatable; * = any)')
       .argParser((v: string, prev: string[] = []) => [...prev, v]))
     .action(async (o: {
       listen: { host: string; port: number }; export?: string[]; tokenFile?: string; tlsCert?: string; tlsKey?: string;
       maxPayload: number; sessionGrace: number; maxConnBuffer: number; maxBuffer: number; helloTimeout: number;
-      keepalive: number; allowOrigin?: string[];
+      keepalive: number; frameTimeout: number; allowOrigin?: string[];
     }) => {
       if (!o.export?.length) throw new CliError('at least one --export is needed, e.g. --export disk0=file:./disk0.img,size=1G', EXIT.USAGE);
       if (!!o.tlsCert !== !!o.tlsKey) throw new CliError('--tls-cert and --tls-key go together', EXIT.USAGE);
@@ -74,7 +75,7 @@ export function serveCommand(): Command {
       const server = new StorageServer({
         host: o.listen.host, port: o.listen.port, auth, maxPayload: o.maxPayload, sessionGraceMs: o.sessionGrace * 1000,
         maxConnBuffer: o.maxConnBuffer, maxBuffer: o.maxBuffer, helloTimeoutMs: o.helloTimeout * 1000,
-        keepaliveMs: o.keepalive * 1000, allowOrigins: o.allowOrigin ?? [],
+        keepaliveMs: o.keepalive * 1000, frameTimeoutMs: o.frameTimeout * 1000, allowOrigins: o.allowOrigin ?? [],
         ...(o.tlsCert ? { tls: { cert: o.tlsCert, key: o.tlsKey! } } : {}),
       });
       for (const spec of specs) {

@@ -1,4 +1,4 @@
-// The WebSocket layer (shared/src/ws.ts, shared/src/ws-handshake.ts) over real sockets on
+// The WebSocket layer (shared/src/ws/: frame reader and writer, conn, handshakes) over real sockets on
 // 127.0.0.1: our client against the `ws` package's server, the `ws` client against our server
 // (an http server using upgradeProblem/acceptUpgrade), the handshake refusals wsConnect reports,
 // our two ends together, and the close handshake.

@@ -1,4 +1,4 @@
-// FrameReader (shared/src/ws.ts) without sockets: frames built by hand, fed through push()
+// FrameReader (shared/src/ws/frame-reader.ts) without sockets: frames built by hand, fed through push()
 // (the server's 'data' chunks) and through nextBuffer()/filled() (the client's onread), with a
 // sink that records everything. Checks byte-exact payloads over every length encoding, the
 // handling of masks by role, fragmentation, every protocol error (once, nothing after), and that
@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { FrameReader, WS_CLOSE, WsConn, type FrameSink } from '@wsblk/shared';
 import { between, bytes, rng } from '../support/random.js';
+import { encodeFrame, header64, readFrames, type FrameSpec } from '../support/ws-wire.js';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -18,52 +19,6 @@ const MiB = 1 << 20;
 const OP = { cont: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 } as const;
 
 // --- helpers -----------------------------------------------------------------------------------
-
-interface FrameSpec {
-  opcode: number;
-  payload?: Buffer;
-  fin?: boolean;
-  /** Masking key: 4 bytes, a u32, or null/undefined for an unmasked frame. */
-  mask?: Buffer | number | null;
-  /** RSV1..3 as a 3-bit value (4 = RSV1). */
-  rsv?: number;
-}
-
-/** Encodes one frame: 7-bit, 16-bit or 64-bit length as RFC 6455 says, masked if a key is given. */
-function encodeFrame({ opcode, payload = Buffer.alloc(0), fin = true, mask = null, rsv = 0 }: FrameSpec): Buffer {
-  const len = payload.length;
-  const lenBytes = len < 126 ? 0 : len < 65536 ? 2 : 8;
-  let key: Buffer | null = null;
-  if (typeof mask === 'number') {
-    key = Buffer.alloc(4);
-    key.writeUInt32BE(mask >>> 0, 0);
-  } else if (mask) {
-    key = mask;
-  }
-  const hl = 2 + lenBytes + (key ? 4 : 0);
-  const out = Buffer.alloc(hl + len);
-  out[0] = (fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f);
-  out[1] = (key ? 0x80 : 0) | (lenBytes === 0 ? len : lenBytes === 2 ? 126 : 127);
-  if (lenBytes === 2) out.writeUInt16BE(len, 2);
-  else if (lenBytes === 8) out.writeBigUInt64BE(BigInt(len), 2);
-  if (key) {
-    key.copy(out, 2 + lenBytes);
-    for (let i = 0; i < len; i++) out[hl + i] = payload[i]! ^ key[i & 3]!;
-  } else {
-    payload.copy(out, hl);
-  }
-  return out;
-}
-
-/** A frame header alone with a 64-bit length (for lengths no test could allocate). */
-function header64(opcode: number, len: bigint, masked: boolean): Buffer {
-  const out = Buffer.alloc(10 + (masked ? 4 : 0));
-  out[0] = 0x80 | opcode;
-  out[1] = (masked ? 0x80 : 0) | 127;
-  out.writeBigUInt64BE(len, 2);
-  if (masked) out.writeUInt32BE(0x11223344, 10);
-  return out;
-}
 
 type Event =
   | { kind: 'message'; data: Buffer; binary: boolean }
@@ -703,23 +658,7 @@ class FakeSocket extends EventEmitter {
   }
   /** Frames written so far, as [opcode, payload] (unmasking client frames). */
   frames(): Array<[number, Buffer]> {
-    const all = Buffer.concat(this.written);
-    const out: Array<[number, Buffer]> = [];
-    let pos = 0;
-    while (pos + 2 <= all.length) {
-      const op = all[pos]! & 0x0f;
-      const masked = (all[pos + 1]! & 0x80) !== 0;
-      let len = all[pos + 1]! & 0x7f;
-      let hl = 2;
-      if (len === 126) { len = all.readUInt16BE(pos + 2); hl = 4; } else if (len === 127) { len = Number(all.readBigUInt64BE(pos + 2)); hl = 10; }
-      const key = masked ? all.subarray(pos + hl, pos + hl + 4) : null;
-      if (masked) hl += 4;
-      const payload = Buffer.from(all.subarray(pos + hl, pos + hl + len));
-      if (key) for (let i = 0; i < payload.length; i++) payload[i] ^= key[i & 3]!;
-      out.push([op, payload]);
-      pos += hl + len;
-    }
-    return out;
+    return readFrames(Buffer.concat(this.written)).frames.map((f) => [f.opcode, f.payload]);
   }
 }
 
@@ -867,7 +806,10 @@ describe('WsConn: send([]) and incoming close frames', () => {
     const client = fakeConn('client');
     client.conn.start();
     client.conn.send([]);
-    assert.deepEqual(Buffer.concat(client.socket.written), Buffer.from([0x82, 0x80, 0, 0, 0, 0]));
+    // A client frame carries a masking key (random: RFC 6455 5.3), even with nothing to mask.
+    const sent = Buffer.concat(client.socket.written);
+    assert.equal(sent.length, 6);
+    assert.deepEqual(sent.subarray(0, 2), Buffer.from([0x82, 0x80]));
   });
 
   const code = (n: number, reason: Buffer = Buffer.alloc(0)) => {

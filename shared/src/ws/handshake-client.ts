@@ -1,15 +1,17 @@
-// The WebSocket opening handshake of both ends (RFC 6455 section 4), for WsConn.
-//
-// Client: the socket is opened with `onread`, so every read, the HTTP response included, goes
-// into a buffer we choose; once the 101 is checked the same socket feeds the FrameReader.
-// Server: http's 'upgrade' event has parsed the request; we check it, take the socket over
-// (onread on a duplicate of its descriptor, where we can) and write the 101.
-import type { IncomingMessage } from 'node:http';
+// The client's side of the WebSocket opening handshake (RFC 6455 4.1). The socket is opened
+// with `onread`, so every read, the HTTP response included, goes into a buffer we choose; once
+// the 101 is checked the same socket feeds the connection's FrameReader.
+import { randomBytes } from 'node:crypto';
 import { Socket, connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import type { Duplex } from 'node:stream';
-import { onreadInto, plainFdOf, socketOnFd } from './onread.js';
-import { WsConn, acceptKey, isValidKey, newKey, type ReadTarget, type WsConnOptions } from './ws.js';
+import { onreadInto, type ReadTarget } from '../onread.js';
+import { WsConn, type WsConnOptions } from './conn.js';
+import { acceptKey } from './handshake-server.js';
+
+/** A fresh Sec-WebSocket-Key. */
+export function newKey(): string {
+  return randomBytes(16).toString('base64');
+}
 
 /** Why a client handshake failed. `status`/`body`: the server answered other than 101. */
 export class WsHandshakeError extends Error {
@@ -72,10 +74,24 @@ interface ParsedHead {
   headEnd: number;
 }
 
+/** An HTTP token (RFC 9110 5.6.2): what a header name may be made of. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A CR, LF or NUL in a header value would end its line: what follows would be a header of its own. */
+const LINE_BREAK = /[\r\n\0]/;
+
+/** What is wrong with a header we are about to send, or undefined. */
+function headerProblem(name: string, value: string): string | undefined {
+  if (!TOKEN.test(name)) return `header name '${name.replace(/[^\x20-\x7e]/g, '?')}' is not an HTTP token`;
+  if (LINE_BREAK.test(value)) return `header ${name} holds a CR, LF or NUL`;
+  return undefined;
+}
+
 function parseHead(buf: Buffer, len: number): ParsedHead | null {
   const end = buf.subarray(0, len).indexOf('\r\n\r\n');
   if (end < 0) return null;
   const lines = buf.toString('latin1', 0, end).split('\r\n');
+  // Lines end with CRLF: a bare CR or LF inside one is a response trying to smuggle a line.
+  if (lines.some((line) => LINE_BREAK.test(line))) throw new WsHandshakeError('HTTP response with a bare CR or LF in its head');
   const m = /^HTTP\/1\.[01] (\d{3}) ?(.*)$/.exec(lines[0] ?? '');
   if (!m) throw new WsHandshakeError(`not an HTTP response: '${(lines[0] ?? '').slice(0, 60)}'`);
   const headers = new Map<string, string>();
@@ -93,6 +109,11 @@ export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const port = Number(url.port) || (url.protocol === 'wss:' ? 443 : 80);
     const key = newKey();
+    const extra = Object.entries(opts.headers ?? {});
+    for (const [name, value] of [['Sec-WebSocket-Protocol', opts.protocol], ...extra] as const) {
+      const problem = headerProblem(name, value);
+      if (problem) return reject(new WsHandshakeError(problem));
+    }
     let settled = false;
     let head: ParsedHead | null = null;
     const response = new ResponseReader(() => onBytes());
@@ -171,84 +192,8 @@ export function wsConnect(opts: WsConnectOptions): Promise<WsConn> {
       `Sec-WebSocket-Key: ${key}`,
       'Sec-WebSocket-Version: 13',
       `Sec-WebSocket-Protocol: ${opts.protocol}`,
-      ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+      ...extra.map(([k, v]) => `${k}: ${v}`),
     ];
     socket.write(lines.join('\r\n') + '\r\n\r\n');
   });
-}
-
-/** What is wrong with an upgrade request as WebSocket (RFC 6455 4.2.1), or undefined. */
-export function upgradeProblem(req: IncomingMessage): string | undefined {
-  if (req.method !== 'GET') return `method ${req.method} (a WebSocket upgrade is a GET)`;
-  if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return 'Upgrade: websocket required';
-  if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version: 13 required';
-  if (!isValidKey(req.headers['sec-websocket-key'])) return 'missing or malformed Sec-WebSocket-Key';
-  return undefined;
-}
-
-export interface AcceptOptions extends WsConnOptions {
-  /**
-   * fcntl(F_DUPFD_CLOEXEC) (the native addon's dupFd: a new descriptor, or a negative errno).
-   * With it a plain TCP or Unix socket is re-opened with onread on a duplicate of its
-   * descriptor and http's socket is dropped, so frames are read into buffers the FrameReader
-   * chooses rather than in 'data' events (a fresh 64 KiB buffer per read, and the stream
-   * machinery: bench/RESULTS.md, lever 16). TLS sockets, and sockets with bytes still queued
-   * either way, keep 'data' events.
-   */
-  dupFd?: (fd: number) => number;
-}
-
-/** Accepts a checked upgrade: writes the 101 and returns the connection (call start()). */
-export function acceptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string, opts: AcceptOptions): WsConn {
-  const key = req.headers['sec-websocket-key'] as string;
-  const response =
-    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`;
-  const adopted = opts.dupFd ? adopt(socket, opts.dupFd) : null;
-  if (!adopted) {
-    socket.write(response);
-    return new WsConn(socket as Socket, 'server', opts, head);
-  }
-  adopted.socket.write(response);
-  const conn = new WsConn(adopted.socket, 'server', opts, head, 'onread');
-  adopted.reads.reader = conn.reader;
-  return conn;
-}
-
-/**
- * The reads of an adopted socket. net.Socket asks for its first read buffer as it is made,
- * before the WsConn (and its reader) exists: that read goes into a buffer of its own and is
- * pushed to the reader; every later read goes straight into the reader's buffers.
- */
-class AdoptedReads implements ReadTarget {
-  private first: Buffer | null = Buffer.allocUnsafe(16 * 1024);
-  reader: ReadTarget & { push(chunk: Buffer): void } | null = null;
-  nextBuffer(): Buffer {
-    return this.first ?? this.reader!.nextBuffer();
-  }
-  filled(n: number): void {
-    const first = this.first;
-    if (first === null) return this.reader!.filled(n);
-    this.first = null;
-    this.reader!.push(first.subarray(0, n));
-  }
-}
-
-/**
- * A plain socket from http's 'upgrade' as a new Socket with onread on a duplicate of its
- * descriptor; the old socket is destroyed, which closes only its own descriptor (the
- * connection stays open through the duplicate). Null when the socket cannot be taken over.
- */
-function adopt(old: Duplex, dupFd: (fd: number) => number): { socket: Socket; reads: AdoptedReads } | null {
-  const fd = plainFdOf(old);
-  if (fd < 0 || old.destroyed) return null;
-  // Bytes http read past the request are in `head`; anything else buffered either way would
-  // be lost with the old socket.
-  if (old.readableLength !== 0 || old.writableLength !== 0) return null;
-  const dup = dupFd(fd);
-  if (dup < 0) return null;
-  const reads = new AdoptedReads();
-  const socket = socketOnFd(dup, reads);
-  old.destroy();
-  return { socket, reads };
 }
