@@ -1,0 +1,31 @@
+// Issue 12, bounded memory: pings nobody reads. Every ping is answered with a pong; a peer that
+// floods pings and never reads makes a server without backpressure queue every pong.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sleep } from '../support/procs.js';
+import {
+  HealthyClient, MiB, OPCODE, RawPeer, RssWatch, assertHealthy, flood, repeated, startTarget, wsFrame,
+} from '../support/hostile.js';
+
+const BOUND = 128 * MiB;
+
+test('a peer that floods 125-byte pings and never reads the pongs cannot grow the server past 128 MiB, while a healthy client verifies its I/O', { timeout: 90_000 }, async (t) => {
+  const target = await startTarget(t);
+  const healthy = await HealthyClient.start(t, target.url);
+  const watch = new RssWatch(target.proc, { bound: BOUND });
+  t.after(() => watch.stop());
+  const roundsBefore = healthy.rounds;
+  const peer = await RawPeer.open(target.port);
+  t.after(() => peer.destroy());
+  await peer.hello();
+  peer.stopReading();
+  const ping = wsFrame(OPCODE.ping, Buffer.alloc(125, 0x70));
+  const r = await flood(peer.socket, repeated(ping), { bytes: 1024 * MiB, ms: 8000, stop: () => watch.over });
+  await sleep(500);
+  watch.stop();
+  peer.destroy();
+  t.diagnostic(`${Math.round(r.bytes / ping.length)} pings (${Math.round(r.bytes / MiB)} MiB) sent in ${r.ms} ms, ended: ${r.ended}; ${watch.describe()}`);
+  assert.ok(watch.growth < BOUND, `server memory grew past the bound: ${watch.describe()}`);
+  await assertHealthy(target, healthy, roundsBefore);
+  await healthy.stop();
+});
