@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../support/procs.js';
 import {
-  HealthyClient, MiB, OPCODE, RawPeer, RssWatch, assertHealthy, flood, repeated, startTarget, wsFrame,
+  MiB, OPCODE, RawPeer, arena, assertHealthy, flood, repeated, wsFrame,
 } from '../support/hostile.js';
 
 const BOUND = 128 * MiB;
@@ -14,11 +14,8 @@ test('a peer that streams endless fragments of one message is closed or cannot g
   // Empty fragments (6 bytes each on the wire), then 1-byte ones; each on a fresh server.
   for (const [name, payload] of [['empty', Buffer.alloc(0)], ['1-byte', Buffer.from([0x5a])]] as const) {
     await t.test(`${name} fragments`, async (t) => {
-      const target = await startTarget(t);
-      const healthy = await HealthyClient.start(t, target.url);
-      const watch = new RssWatch(target.proc, { bound: BOUND });
-      t.after(() => watch.stop());
-      const roundsBefore = healthy.rounds;
+      const a = await arena(t, BOUND);
+      const { target, watch } = a;
       const peer = await RawPeer.open(target.port);
       t.after(() => peer.destroy());
       await peer.hello();
@@ -31,8 +28,7 @@ test('a peer that streams endless fragments of one message is closed or cannot g
         + `${peer.closeCode ? `, server closed with ${peer.closeCode}` : ''}; ${watch.describe()}`);
       peer.destroy();
       assert.ok(watch.growth < BOUND, `server memory grew past the bound: ${watch.describe()}`);
-      await assertHealthy(target, healthy, roundsBefore);
-      await healthy.stop();
+      await assertHealthy(t, a);
     });
   }
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { sleep } from '../support/procs.js';
 import {
-  HealthyClient, MiB, OPCODE, RawPeer, RssWatch, assertHealthy, serveHas, startTarget, wsFrame,
+  MiB, OPCODE, RawPeer, arena, assertHealthy, serveHas, wsFrame,
 } from '../support/hostile.js';
 
 const BOUND = 128 * MiB;
@@ -20,11 +20,8 @@ const DEFAULT_TIMEOUT_S = 30;
 test('fifty peers stalled inside a frame that claims 64 MiB cannot grow the server past 128 MiB and are closed after the frame timeout, while a healthy client verifies its I/O', { timeout: 120_000 }, async (t) => {
   const configurable = await serveHas('--frame-timeout');
   const timeoutS = configurable ? SHORT_TIMEOUT_S : DEFAULT_TIMEOUT_S;
-  const target = await startTarget(t, configurable ? ['--frame-timeout', String(SHORT_TIMEOUT_S)] : []);
-  const healthy = await HealthyClient.start(t, target.url);
-  const watch = new RssWatch(target.proc, { bound: BOUND });
-  t.after(() => watch.stop());
-  const roundsBefore = healthy.rounds;
+  const a = await arena(t, BOUND, configurable ? ['--frame-timeout', String(SHORT_TIMEOUT_S)] : []);
+  const { target, watch } = a;
   const peers = await Promise.all([...Array(PEERS).keys()].map(async () => {
     const peer = await RawPeer.open(target.port);
     t.after(() => peer.destroy());
@@ -47,6 +44,5 @@ test('fifty peers stalled inside a frame that claims 64 MiB cannot grow the serv
   t.diagnostic(`frame timeout ${timeoutS} s${configurable ? ' (--frame-timeout)' : ' (default: serve has no --frame-timeout)'}: `
     + `${PEERS - open} of ${PEERS} closed, the last after ${(last / 1000).toFixed(1)} s; codes ${[...new Set(peers.map((p) => p.closeCode))].join(',')}`);
   assert.equal(open, 0, `${open} of ${PEERS} stalled connections still open ${timeoutS + 10} s after they stalled`);
-  await assertHealthy(target, healthy, roundsBefore);
-  await healthy.stop();
+  await assertHealthy(t, a);
 });

@@ -4,17 +4,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../support/procs.js';
 import {
-  HealthyClient, MiB, OPCODE, RawPeer, RssWatch, assertHealthy, flood, repeated, startTarget, wsFrame,
+  MiB, OPCODE, RawPeer, arena, assertHealthy, flood, repeated, wsFrame,
 } from '../support/hostile.js';
 
 const BOUND = 128 * MiB;
 
 test('a peer that floods 125-byte pings and never reads the pongs cannot grow the server past 128 MiB, while a healthy client verifies its I/O', { timeout: 90_000 }, async (t) => {
-  const target = await startTarget(t);
-  const healthy = await HealthyClient.start(t, target.url);
-  const watch = new RssWatch(target.proc, { bound: BOUND });
-  t.after(() => watch.stop());
-  const roundsBefore = healthy.rounds;
+  const a = await arena(t, BOUND);
+  const { target, watch } = a;
   const peer = await RawPeer.open(target.port);
   t.after(() => peer.destroy());
   await peer.hello();
@@ -26,6 +23,5 @@ test('a peer that floods 125-byte pings and never reads the pongs cannot grow th
   peer.destroy();
   t.diagnostic(`${Math.round(r.bytes / ping.length)} pings (${Math.round(r.bytes / MiB)} MiB) sent in ${r.ms} ms, ended: ${r.ended}; ${watch.describe()}`);
   assert.ok(watch.growth < BOUND, `server memory grew past the bound: ${watch.describe()}`);
-  await assertHealthy(target, healthy, roundsBefore);
-  await healthy.stop();
+  await assertHealthy(t, a);
 });

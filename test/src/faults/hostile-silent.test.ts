@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { sleep } from '../support/procs.js';
-import { HealthyClient, MiB, RawPeer, RssWatch, assertHealthy, serveHas, startTarget } from '../support/hostile.js';
+import { MiB, RawPeer, arena, assertHealthy, serveHas } from '../support/hostile.js';
 
 const BOUND = 128 * MiB;
 const SILENT = 20;
@@ -19,11 +19,8 @@ const SLACK_S = 2.5;
 test('connections that send no hello are closed within 5 s, and a peer that stops answering keepalives within 3 intervals, while a healthy client verifies its I/O', { timeout: 90_000 }, async (t) => {
   const configurable = await serveHas('--keepalive');
   const keepaliveS = configurable ? KEEPALIVE_S : KEEPALIVE_DEFAULT_S;
-  const target = await startTarget(t, configurable ? ['--keepalive', String(KEEPALIVE_S)] : []);
-  const healthy = await HealthyClient.start(t, target.url);
-  const watch = new RssWatch(target.proc, { bound: BOUND });
-  t.after(() => watch.stop());
-  const roundsBefore = healthy.rounds;
+  const a = await arena(t, BOUND, configurable ? ['--keepalive', String(KEEPALIVE_S)] : []);
+  const { target, watch } = a;
 
   // Silent but alive: they upgrade, never send a hello, and answer pings (the hello timeout, not the keepalive, must close them).
   const t0 = performance.now();
@@ -55,6 +52,5 @@ test('connections that send no hello are closed within 5 s, and a peer that stop
   assert.ok(deafClose !== undefined && deafAt + deafClose * 1000 <= keepaliveDeadline,
     `a peer that answers no keepalive is still open ${3 * keepaliveS + SLACK_S} s after its last message`);
   assert.ok(watch.growth < BOUND, `server memory grew past the bound: ${watch.describe()}`);
-  await assertHealthy(target, healthy, roundsBefore);
-  await healthy.stop();
+  await assertHealthy(t, a);
 });

@@ -354,6 +354,8 @@ export function alive(proc: Proc): boolean {
  */
 export class HealthyClient {
   rounds = 0;
+  /** When each round verified (performance.now()). */
+  readonly roundTimes: number[] = [];
   readonly errors: string[] = [];
   private running: Promise<void> | undefined;
   private stopping = false;
@@ -407,25 +409,58 @@ export class HealthyClient {
         else if (reads[i]!.status !== 0) this.errors.push(`round ${round}: READ of block ${i} failed with errno ${reads[i]!.status}`);
         else if (!reads[i]!.data!.equals(data[i]!)) this.errors.push(`round ${round}: block ${i} read back differs from what was written`);
       }
-      if (this.errors.length === 0) this.rounds++;
+      if (this.errors.length === 0) {
+        this.rounds++;
+        this.roundTimes.push(performance.now());
+      }
+      // A steady trickle, not a benchmark: the machine is shared.
+      await sleep(50);
     }
   }
 }
 
+/** The longest time the healthy client went without verifying a round may be this long (ms). */
+const MAX_GAP_MS = 5000;
+
+/** A server under attack: the process, a healthy client beside it, the watch on its RSS. */
+export interface Arena {
+  target: Target;
+  healthy: HealthyClient;
+  watch: RssWatch;
+  /** When the watch started (performance.now()): the attack comes after. */
+  since: number;
+}
+
+/** Starts a server (with extra serve options), a healthy client, then the RSS watch. */
+export async function arena(t: TestContext, bound: number, extraArgs: string[] = []): Promise<Arena> {
+  const target = await startTarget(t, extraArgs);
+  const healthy = await HealthyClient.start(t, target.url);
+  const watch = new RssWatch(target.proc, { bound });
+  t.after(() => watch.stop());
+  return { target, healthy, watch, since: performance.now() };
+}
+
 /**
- * The common close of an attack test: the server lives, the healthy client verified at least
- * two more rounds after the attack and never lost its connection.
+ * The close of an attack test: the server lives, the healthy client verified rounds all along
+ * (never MAX_GAP_MS without one) and two more after the attack, and never lost its connection.
+ * Stops the healthy client; returns a line for the diagnostics.
  */
-export async function assertHealthy(target: Target, healthy: HealthyClient, roundsBefore: number): Promise<void> {
+export async function assertHealthy(t: TestContext, { target, healthy, since }: Arena): Promise<void> {
   if (!alive(target.proc)) throw new Error(`the server died during the attack:\n${target.proc.output().slice(-2000)}`);
-  await healthy.waitRounds(Math.max(roundsBefore, healthy.rounds) + 2, 15_000);
+  await healthy.waitRounds(healthy.rounds + 2, 15_000);
+  const times = [since, ...healthy.roundTimes.filter((at) => at > since)];
+  let gap = 0;
+  for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
+  t.diagnostic(`healthy client: ${times.length - 1} rounds verified since the attack began, at most ${Math.round(gap)} ms apart`);
+  if (gap > MAX_GAP_MS) throw new Error(`the healthy client verified nothing for ${Math.round(gap)} ms during the attack`);
   if (healthy.reconnects !== 0) throw new Error(`the healthy client lost its connection ${healthy.reconnects} times`);
+  await healthy.stop();
 }
 
 // --- a hostile server -----------------------------------------------------------------------
 
 /** What a hostile server does with a client once it has sent the welcome. */
-export type Attack = (socket: Socket, connection: number) => void;
+export type Attack = (socket: Socket) => void;
 
 /**
  * A WebSocket server on a raw TCP socket for the client's side: it answers the upgrade and
@@ -434,8 +469,6 @@ export type Attack = (socket: Socket, connection: number) => void;
  */
 export class HostileServer {
   connections = 0;
-  /** When the first connection closed (performance.now()). */
-  firstClosedAt: number | undefined;
   private readonly sockets = new Set<Socket>();
   private closing = false;
 
@@ -466,10 +499,7 @@ export class HostileServer {
     const n = ++this.connections;
     this.sockets.add(socket);
     socket.on('error', () => {});
-    socket.on('close', () => {
-      this.sockets.delete(socket);
-      if (n === 1) this.firstClosedAt ??= performance.now();
-    });
+    socket.on('close', () => this.sockets.delete(socket));
     let head = Buffer.alloc(0);
     const parser = new FrameParser();
     let welcomed = false;
@@ -478,7 +508,7 @@ export class HostileServer {
       welcomed = true;
       socket.off('data', onFrames);
       socket.write(wsFrame(OPCODE.binary, encodeWelcome(HOSTILE_WELCOME), { masked: false }));
-      if (n === 1) attack(socket, n);
+      if (n === 1) attack(socket);
       else socket.resume();
     });
     const onHead = (chunk: Buffer) => {
