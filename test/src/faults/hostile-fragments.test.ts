@@ -16,9 +16,7 @@ test('a peer that streams endless fragments of one message is closed or cannot g
     await t.test(`${name} fragments`, async (t) => {
       const a = await arena(t, BOUND);
       const { target, watch } = a;
-      const peer = await RawPeer.open(target.port);
-      t.after(() => peer.destroy());
-      await peer.hello();
+      const peer = await RawPeer.greeted(t, target.port);
       peer.socket.write(wsFrame(OPCODE.binary, Buffer.alloc(8), { fin: false }));
       const fragment = wsFrame(OPCODE.continuation, payload, { fin: false });
       const r = await flood(peer.socket, repeated(fragment), { bytes: 512 * MiB, ms: 8000, stop: () => watch.over });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { sleep } from '../support/procs.js';
 import {
-  MiB, OPCODE, RawPeer, arena, assertHealthy, serveHas, wsFrame,
+  MiB, OPCODE, RawPeer, arena, assertHealthy, timeoutOption, wsFrame,
 } from '../support/hostile.js';
 
 const BOUND = 128 * MiB;
@@ -18,16 +18,11 @@ const SHORT_TIMEOUT_S = 3;
 const DEFAULT_TIMEOUT_S = 30;
 
 test('fifty peers stalled inside a frame that claims 64 MiB cannot grow the server past 128 MiB and are closed after the frame timeout, while a healthy client verifies its I/O', { timeout: 120_000 }, async (t) => {
-  const configurable = await serveHas('--frame-timeout');
-  const timeoutS = configurable ? SHORT_TIMEOUT_S : DEFAULT_TIMEOUT_S;
-  const a = await arena(t, BOUND, configurable ? ['--frame-timeout', String(SHORT_TIMEOUT_S)] : []);
+  const frameTimeout = await timeoutOption('--frame-timeout', SHORT_TIMEOUT_S, DEFAULT_TIMEOUT_S);
+  const timeoutS = frameTimeout.seconds;
+  const a = await arena(t, BOUND, frameTimeout.args);
   const { target, watch } = a;
-  const peers = await Promise.all([...Array(PEERS).keys()].map(async () => {
-    const peer = await RawPeer.open(target.port);
-    t.after(() => peer.destroy());
-    await peer.hello();
-    return peer;
-  }));
+  const peers = await Promise.all([...Array(PEERS).keys()].map(() => RawPeer.greeted(t, target.port)));
   const header = wsFrame(OPCODE.binary, Buffer.alloc(0), { claimed: CLAIMED });
   for (const peer of peers) peer.socket.write(Buffer.concat([header, Buffer.alloc(4096, 0x33)]));
   const stalledAt = performance.now();
@@ -41,7 +36,7 @@ test('fifty peers stalled inside a frame that claims 64 MiB cannot grow the serv
   watch.stop();
   const open = peers.filter((p) => p.closedAt === undefined).length;
   const last = Math.max(...peers.map((p) => (p.closedAt ?? performance.now()) - stalledAt));
-  t.diagnostic(`frame timeout ${timeoutS} s${configurable ? ' (--frame-timeout)' : ' (default: serve has no --frame-timeout)'}: `
+  t.diagnostic(`frame timeout ${timeoutS} s (${frameTimeout.how}): `
     + `${PEERS - open} of ${PEERS} closed, the last after ${(last / 1000).toFixed(1)} s; codes ${[...new Set(peers.map((p) => p.closeCode))].join(',')}`);
   assert.equal(open, 0, `${open} of ${PEERS} stalled connections still open ${timeoutS + 10} s after they stalled`);
   await assertHealthy(t, a);

@@ -12,9 +12,7 @@ const BOUND = 128 * MiB;
 test('a peer that floods 125-byte pings and never reads the pongs cannot grow the server past 128 MiB, while a healthy client verifies its I/O', { timeout: 90_000 }, async (t) => {
   const a = await arena(t, BOUND);
   const { target, watch } = a;
-  const peer = await RawPeer.open(target.port);
-  t.after(() => peer.destroy());
-  await peer.hello();
+  const peer = await RawPeer.greeted(t, target.port);
   peer.stopReading();
   const ping = wsFrame(OPCODE.ping, Buffer.alloc(125, 0x70));
   const r = await flood(peer.socket, repeated(ping), { bytes: 1024 * MiB, ms: 8000, stop: () => watch.over });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { sleep } from '../support/procs.js';
-import { MiB, RawPeer, arena, assertHealthy, serveHas } from '../support/hostile.js';
+import { MiB, RawPeer, arena, assertHealthy, timeoutOption } from '../support/hostile.js';
 
 const BOUND = 128 * MiB;
 const SILENT = 20;
@@ -17,9 +17,9 @@ const KEEPALIVE_DEFAULT_S = 10;
 const SLACK_S = 2.5;
 
 test('connections that send no hello are closed within 5 s, and a peer that stops answering keepalives within 3 intervals, while a healthy client verifies its I/O', { timeout: 90_000 }, async (t) => {
-  const configurable = await serveHas('--keepalive');
-  const keepaliveS = configurable ? KEEPALIVE_S : KEEPALIVE_DEFAULT_S;
-  const a = await arena(t, BOUND, configurable ? ['--keepalive', String(KEEPALIVE_S)] : []);
+  const keepalive = await timeoutOption('--keepalive', KEEPALIVE_S, KEEPALIVE_DEFAULT_S);
+  const keepaliveS = keepalive.seconds;
+  const a = await arena(t, BOUND, keepalive.args);
   const { target, watch } = a;
 
   // Silent but alive: they upgrade, never send a hello, and answer pings (the hello timeout, not the keepalive, must close them).
@@ -31,9 +31,7 @@ test('connections that send no hello are closed within 5 s, and a peer that stop
     return peer;
   }));
   // Said hello, then reads on but never answers a ping.
-  const deaf = await RawPeer.open(target.port);
-  t.after(() => deaf.destroy());
-  await deaf.hello();
+  const deaf = await RawPeer.greeted(t, target.port);
   const deafAt = performance.now();
 
   const helloDeadline = t0 + (HELLO_TIMEOUT_S + SLACK_S) * 1000;
@@ -46,7 +44,7 @@ test('connections that send no hello are closed within 5 s, and a peer that stop
   const slowest = Math.max(...silent.map((p) => (p.closedAt ?? performance.now()) - t0)) / 1000;
   const deafClose = deaf.closedAt === undefined ? undefined : (deaf.closedAt - deafAt) / 1000;
   t.diagnostic(`silent: ${SILENT - lateSilent} of ${SILENT} closed in time, the slowest after ${slowest.toFixed(1)} s; codes ${[...new Set(silent.map((p) => p.closeCode))].join(',')}`);
-  t.diagnostic(`keepalive ${keepaliveS} s${configurable ? ' (--keepalive)' : ' (default: serve has no --keepalive)'}: the deaf peer saw ${deaf.pings} pings, `
+  t.diagnostic(`keepalive ${keepaliveS} s (${keepalive.how}): the deaf peer saw ${deaf.pings} pings, `
     + `${deafClose === undefined ? 'still open' : `closed after ${deafClose.toFixed(1)} s with code ${deaf.closeCode}`}; ${watch.describe()}`);
   assert.equal(lateSilent, 0, `${lateSilent} of ${SILENT} connections without a hello still open ${HELLO_TIMEOUT_S + SLACK_S} s after the upgrade`);
   assert.ok(deafClose !== undefined && deafAt + deafClose * 1000 <= keepaliveDeadline,

@@ -27,9 +27,7 @@ function reads(first: number, count: number, length: number): Buffer {
 test('a peer that sends many large READs and never reads the replies cannot grow the server past 128 MiB, while a healthy client verifies its I/O', { timeout: 90_000 }, async (t) => {
   const a = await arena(t, BOUND);
   const { target, watch } = a;
-  const peer = await RawPeer.open(target.port);
-  t.after(() => peer.destroy());
-  await peer.hello();
+  const peer = await RawPeer.greeted(t, target.port);
   peer.stopReading();
   const t0 = performance.now();
 

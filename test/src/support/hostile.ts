@@ -235,6 +235,14 @@ export class RawPeer {
     return msg.welcome;
   }
 
+  /** A peer that upgraded and said hello (a new session); destroyed after the test. */
+  static async greeted(t: TestContext, port: number): Promise<RawPeer> {
+    const peer = await RawPeer.open(port);
+    t.after(() => peer.destroy());
+    await peer.hello();
+    return peer;
+  }
+
   /** Never reads again: what the server sends piles up in the kernel, then in the server. */
   stopReading(): void {
     this.socket.pause();
@@ -321,6 +329,22 @@ export function serveHelp(): Promise<string> {
 /** Whether `wsblk serve` takes this option. */
 export async function serveHas(option: string): Promise<boolean> {
   return new RegExp(`(^|\\s)${option}\\b`, 'm').test(await serveHelp());
+}
+
+/** A timeout option of issue 12's fix: the short value where serve takes it, else its default. */
+export interface TimeoutOption {
+  /** Seconds the server will use. */
+  seconds: number;
+  /** What to add to serve's command line. */
+  args: string[];
+  /** Whether serve lists the option (a note for the diagnostics). */
+  how: string;
+}
+
+export async function timeoutOption(option: string, short: number, fallback: number): Promise<TimeoutOption> {
+  return (await serveHas(option))
+    ? { seconds: short, args: [option, String(short)], how: `${option} ${short}` }
+    : { seconds: fallback, args: [], how: `default ${fallback} s: serve has no ${option}` };
 }
 
 export interface Target {
