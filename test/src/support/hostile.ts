@@ -337,7 +337,7 @@ export interface TimeoutOption {
   seconds: number;
   /** What to add to serve's command line. */
   args: string[];
-  /** Whether serve lists the option (a note for the diagnostics). */
+  /** How the value was chosen, for the diagnostics. */
   how: string;
 }
 
