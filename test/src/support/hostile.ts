@@ -219,10 +219,13 @@ export class RawPeer {
     });
   }
 
-  /** Sends a hello (a new session) and waits for the welcome. */
+  /**
+   * Sends a hello (a new, read-only session: the healthy client is the export's one writer;
+   * every attack here needs only reads) and waits for the welcome.
+   */
   async hello(timeoutMs = 5000): Promise<Welcome> {
     this.socket.write(wsFrame(OPCODE.binary, encodeHello({
-      version: PROTOCOL_VERSION, clientId: 'hostile-peer', features: [], maxPayload: 4 * MiB,
+      version: PROTOCOL_VERSION, clientId: 'hostile-peer', features: [], maxPayload: 4 * MiB, readOnly: true,
     })));
     const deadline = performance.now() + timeoutMs;
     while (this.messages.length === 0) {
