@@ -1,0 +1,238 @@
+// One connection to one server: the upgrade, hello and welcome, keepalive, decoding replies and
+// sending request batches. It knows nothing of requests in flight or of reconnecting: RemoteDisk
+// owns those, so that a replica set can later hold one such connection per server.
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import {
+  CloseCode, ProtocolError, SUBPROTOCOL, WsHandshakeError, bufferPool, decodeMessage, encodeHello, encodeRequests,
+  logger, wsConnect, type BlockReply, type BlockRequest, type Hello, type Welcome, type WsConn,
+} from '@wsblk/shared';
+import { sendv } from '@wsblk/native';
+
+const log = logger('transport');
+
+/** Why a connect attempt failed, in one line for a person. */
+export class ConnectError extends Error {
+  override name = 'ConnectError';
+  /**
+   * status: the HTTP status of a refused upgrade; fatal: retrying cannot help; closeCode: the
+   * WebSocket close code when the server closed the connection instead of welcoming it.
+   */
+  constructor(message: string, readonly status?: number, readonly fatal = false, readonly closeCode?: number) {
+    super(message);
+  }
+}
+
+/** TLS verification failures (Node's codes): a configuration problem, not a transient one. */
+const TLS_TRUST_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Largest message accepted from the server (it closes a reply message at 256 KiB of data, plus one reply of up to maxPayload). */
+const MAX_MESSAGE = 64 << 20;
+/** Keepalive: a half-open connection (cut cable, dead NAT) is noticed within ~20 s. */
+const PING_INTERVAL_MS = 10_000;
+
+export interface ServerConnectionOptions {
+  /** ws[s]://host:port/<export>, without credentials. */
+  url: string;
+  /** Bearer token sent at the upgrade. */
+  token?: string;
+  tls?: TlsOptions;
+  /** Large replies are read into bufferPool buffers, lent to `replies` only during the call. */
+  lendReads?: boolean;
+  /** Gives up waiting for the welcome after this long (ms). */
+  timeoutMs: number;
+}
+
+/** What a connection tells its owner. Each runs synchronously from the socket's events. */
+export interface ConnectionEvents {
+  /** The welcome came: return why it is refused, or undefined to go on (nothing else arrives before). */
+  welcome(conn: ServerConnection, welcome: Welcome): ConnectError | undefined;
+  replies(conn: ServerConnection, replies: BlockReply[]): void;
+  /** Once, after the welcome, when the connection is gone (`code` 1006: cut without a close frame). */
+  closed(conn: ServerConnection, code: number, reason: string): void;
+}
+
+/**
+ * A live connection to one server, after its welcome. Sending never blocks: a frame the
+ * kernel does not take at once waits in the socket's queue.
+ */
+export class ServerConnection {
+  private alive = true;
+  private closedOnce = false;
+  private readonly pingTimer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly ws: WsConn,
+    readonly welcome: Welcome,
+    readonly url: string,
+    private readonly events: ConnectionEvents,
+  ) {
+    ws.onmessage = (data, isBinary) => this.onMessage(data, isBinary);
+    ws.onpong = () => { this.alive = true; };
+    ws.onclose = (code, reason) => this.onClose(code, reason);
+    this.pingTimer = setInterval(() => this.keepalive(), PING_INTERVAL_MS);
+    this.pingTimer.unref();
+  }
+
+  /** Upgrades, says hello and waits for the welcome. Rejects with a ConnectError that says why. */
+  static async open(opts: ServerConnectionOptions, hello: Hello, events: ConnectionEvents): Promise<ServerConnection> {
+    const headers: Record<string, string> = {};
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    const { url, timeoutMs } = opts;
+    const t0 = Date.now();
+    let ws: WsConn;
+    try {
+      ws = await wsConnect({
+        url: new URL(url), protocol: SUBPROTOCOL, headers, maxMessage: MAX_MESSAGE, closeTimeoutMs: 1000,
+        // Frames go straight to the socket while nothing waits in its queue (bench/README.md, lever 19).
+        sendv,
+        // TODO(i12-merge): pass maxBuffered (bounded memory on the client's side) once WsConn has it.
+        timeoutMs: Math.min(timeoutMs, 30_000), ...(opts.tls ? { tls: opts.tls } : {}),
+        ...(opts.lendReads ? { pool: bufferPool } : {}),
+      });
+    } catch (e) {
+      throw connectErrorOf(url, e as Error);
+    }
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (err: ConnectError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        ws.onmessage = () => {};
+        ws.onclose = () => {};
+        ws.terminate();
+        reject(err);
+      };
+      const left = Math.max(1, timeoutMs - (Date.now() - t0));
+      const timer = setTimeout(() => fail(new ConnectError(`no welcome from ${url} within ${Math.round(timeoutMs / 1000)} s`)), left);
+      ws.onclose = (code, reason) => fail(handshakeCloseError(url, code, reason));
+      ws.onmessage = (data, isBinary) => {
+        let welcome: Welcome;
+        try {
+          if (!isBinary) throw new ProtocolError('text message');
+          const msg = decodeMessage(data);
+          if (msg.kind !== 'welcome') throw new ProtocolError(`expected welcome, got ${msg.kind}`);
+          welcome = msg.welcome;
+        } catch (e) {
+          return fail(new ConnectError(`${url}: bad welcome: ${(e as Error).message}`, undefined, true));
+        }
+        settled = true;
+        clearTimeout(timer);
+        const conn = new ServerConnection(ws, welcome, url, events);
+        const refused = events.welcome(conn, welcome);
+        if (refused) {
+          settled = false;
+          conn.stop();
+          return fail(refused);
+        }
+        resolve(conn);
+      };
+      ws.start();
+      ws.send([encodeHello(hello)]);
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.ws.isOpen;
+  }
+
+  /** Bytes written that the kernel has not taken yet. */
+  get bufferedBytes(): number {
+    return this.ws.bufferedBytes;
+  }
+
+  /** Sends one batch of requests as one message. */
+  send(reqs: readonly BlockRequest[], lz4: boolean): void {
+    this.ws.send(encodeRequests(reqs, lz4));
+  }
+
+  /** The close handshake; resolves once the socket is closed (WsConn cuts it after 1 s without an answer). */
+  close(code: number, reason: string): Promise<void> {
+    this.stop();
+    const ws = this.ws;
+    if (!ws.isOpen) {
+      ws.terminate();
+      return Promise.resolve();
+    }
+    return new Promise<void>((r) => {
+      ws.onclose = () => r();
+      ws.close(code, reason);
+    });
+  }
+
+  /** Cuts the socket now (its queue is dropped); `closed` follows. */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  /** No events to the owner any more. */
+  private stop(): void {
+    this.closedOnce = true;
+    clearInterval(this.pingTimer);
+  }
+
+  private keepalive(): void {
+    if (!this.ws.isOpen) return;
+    if (!this.alive) {
+      log.warn('no answer to keepalive; dropping the connection');
+      this.ws.terminate();
+      return;
+    }
+    this.alive = false;
+    this.ws.ping();
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.closedOnce) return;
+    this.alive = true;
+    let replies: BlockReply[];
+    try {
+      if (!isBinary) throw new ProtocolError('text message');
+      const msg = decodeMessage(data, { maxPayload: this.welcome.maxPayload });
+      if (msg.kind !== 'replies') throw new ProtocolError(`unexpected ${msg.kind} message`);
+      replies = msg.replies;
+    } catch (e) {
+      log.error(`bad message from server: ${(e as Error).message}; reconnecting`);
+      this.ws.close(CloseCode.Malformed, 'malformed message');
+      return;
+    }
+    this.events.replies(this, replies);
+  }
+
+  private onClose(code: number, reason: string): void {
+    if (this.closedOnce) return;
+    this.stop();
+    this.events.closed(this, code, reason);
+  }
+}
+
+/** The server closed the connection instead of welcoming it. */
+function handshakeCloseError(url: string, code: number, reason: string): ConnectError {
+  return new ConnectError(`${url} closed the connection during the handshake (${code} ${reason})`, undefined, code === CloseCode.BadHello, code);
+}
+
+/** A handshake failure as a ConnectError: one line for a person, and whether retrying can help. */
+function connectErrorOf(url: string, err: Error): ConnectError {
+  if (!(err instanceof WsHandshakeError)) return new ConnectError(`cannot connect to ${url}: ${err.message}`);
+  const status = err.status;
+  if (status !== undefined && status !== 101) {
+    const why = err.body?.trim() || err.message;
+    const fatal = status === 400 || status === 401 || status === 403 || status === 404;
+    const what = status === 401 ? 'token refused' : status === 403 ? 'forbidden' : status === 404 ? 'unknown export' : `HTTP ${status}`;
+    return new ConnectError(`${url}: ${what}: ${why}`, status, fatal);
+  }
+  if (status === 101) return new ConnectError(`${url}: ${err.message}`, undefined, true);
+  // A certificate the client does not trust will not become trusted by retrying: final.
+  const code = err.code ?? '';
+  const tls = TLS_TRUST_ERRORS.has(code);
+  const text = code === 'ECONNREFUSED' ? 'connection refused (is the server running?)'
+    : code === 'ENOTFOUND' ? 'host not found'
+    : code === 'ECONNRESET' && url.startsWith('ws:') ? 'connection reset (is it a wss:// server?)'
+    : tls ? `the server's TLS certificate is not trusted: ${err.message} (trust its CA with NODE_EXTRA_CA_CERTS=FILE)`
+    : code || err.message;
+  if (code === 'ETIMEDOUT') return new ConnectError(`${url}: ${err.message}`);
+  return new ConnectError(`cannot connect to ${url}: ${text}`, undefined, tls);
+}
