@@ -33,6 +33,9 @@ const MAX_MESSAGE = 64 << 20;
 /** Keepalive: a half-open connection (cut cable, dead NAT) is noticed within ~20 s. */
 const PING_INTERVAL_MS = 10_000;
 
+/** Close codes after which the server will refuse this client again: the device stops. */
+export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.Fenced, CloseCode.WriterBusy, CloseCode.BadSecret]);
+
 export interface ServerConnectionOptions {
   /** ws[s]://host:port/<export>, without credentials. */
   url: string;
@@ -56,12 +59,16 @@ export interface ConnectionEvents {
 
 /**
  * A live connection to one server, after its welcome. Sending never blocks: a frame the
- * kernel does not take at once waits in the socket's queue.
+ * kernel does not take at once waits in the socket's queue, and the payloads it names are
+ * retained (bufferPool) until that queue has drained or the socket is gone, so whoever owns
+ * them may complete the request meanwhile without the bytes changing under the socket.
  */
 export class ServerConnection {
   private alive = true;
   private closedOnce = false;
   private readonly pingTimer: NodeJS.Timeout;
+  /** Payloads of frames still in the socket's queue (retained). */
+  private held: Buffer[] = [];
 
   private constructor(
     private readonly ws: WsConn,
@@ -71,6 +78,7 @@ export class ServerConnection {
   ) {
     ws.onmessage = (data, isBinary) => this.onMessage(data, isBinary);
     ws.onpong = () => { this.alive = true; };
+    ws.ondrain = () => this.releaseHeld();
     ws.onclose = (code, reason) => this.onClose(code, reason);
     this.pingTimer = setInterval(() => this.keepalive(), PING_INTERVAL_MS);
     this.pingTimer.unref();
@@ -146,7 +154,19 @@ export class ServerConnection {
 
   /** Sends one batch of requests as one message. */
   send(reqs: readonly BlockRequest[], lz4: boolean): void {
-    this.ws.send(encodeRequests(reqs, lz4));
+    const ws = this.ws;
+    // Nothing queued now: every frame sent before has left, and its payloads with it.
+    if (this.held.length > 0 && ws.bufferedBytes === 0) this.releaseHeld();
+    ws.send(encodeRequests(reqs, lz4));
+    if (ws.bufferedBytes === 0) return;
+    // The kernel did not take it all: the socket's queue keeps views of these payloads.
+    for (let i = 0; i < reqs.length; i++) {
+      const p = reqs[i]!.payload;
+      if (p) {
+        bufferPool.retain(p);
+        this.held.push(p);
+      }
+    }
   }
 
   /** The close handshake; resolves once the socket is closed (WsConn cuts it after 1 s without an answer). */
@@ -155,10 +175,11 @@ export class ServerConnection {
     const ws = this.ws;
     if (!ws.isOpen) {
       ws.terminate();
+      this.releaseHeld();
       return Promise.resolve();
     }
     return new Promise<void>((r) => {
-      ws.onclose = () => r();
+      ws.onclose = () => { this.releaseHeld(); r(); };
       ws.close(code, reason);
     });
   }
@@ -203,15 +224,29 @@ export class ServerConnection {
   }
 
   private onClose(code: number, reason: string): void {
+    this.releaseHeld();
     if (this.closedOnce) return;
     this.stop();
     this.events.closed(this, code, reason);
   }
+
+  private releaseHeld(): void {
+    const held = this.held;
+    if (held.length === 0) return;
+    this.held = [];
+    for (let i = 0; i < held.length; i++) bufferPool.release(held[i]!);
+  }
 }
 
-/** The server closed the connection instead of welcoming it. */
+/** The server closed the connection instead of welcoming it: why, and whether that is final. */
 function handshakeCloseError(url: string, code: number, reason: string): ConnectError {
-  return new ConnectError(`${url} closed the connection during the handshake (${code} ${reason})`, undefined, code === CloseCode.BadHello, code);
+  const why = `${code}${reason ? ' ' + reason : ''}`;
+  if (code === CloseCode.WriterBusy) {
+    return new ConnectError(`${url}: refused: ${reason || 'the export has another writer'} (--steal takes the export over)`, undefined, true, code);
+  }
+  if (code === CloseCode.BadSecret) return new ConnectError(`${url}: refused: the session's secret does not match (${why})`, undefined, true, code);
+  if (code === CloseCode.Fenced) return new ConnectError(`${url}: refused: this session was taken over (${why})`, undefined, true, code);
+  return new ConnectError(`${url} closed the connection during the handshake (${why})`, undefined, code === CloseCode.BadHello, code);
 }
 
 /** A handshake failure as a ConnectError: one line for a person, and whether retrying can help. */

@@ -1,3 +1,4 @@
+import { Op, bufferPool } from '@wsblk/shared';
 import type { IoCallback, IoRequest } from '../target.js';
 
 /** A request the transport has accepted and not yet completed to its frontend. */
@@ -11,12 +12,23 @@ export interface InflightEntry {
   sent: boolean;
   /** When it was accepted (ms, monotonic), for the I/O timeout. */
   since: number;
+  /**
+   * The WRITE data the transport sends (and replays): the table's own, set by add(). It may
+   * outlive the request's callback (a frame still in a socket's queue), so it is never the
+   * caller's buffer unless that is a pooled one it holds a reference to.
+   */
+  payload?: Buffer;
 }
 
 /**
  * Every accepted, uncompleted request, in sequence order (a Map keeps insertion order and
  * sequence numbers only grow). A completed request leaves the table at once, so it can never
  * be replayed; everything still here is replayed, in order, after a reconnect.
+ *
+ * The table owns the bytes of each WRITE from add() until the request leaves it: a reference
+ * to a bufferPool buffer (retained, no copy: the NBD frontend's large payloads), else a copy
+ * (a ublk tag buffer is the kernel's again once the callback ran). Whoever else keeps the
+ * bytes longer (a socket's queue) retains them too.
  */
 export class InflightTable {
   private readonly entries = new Map<number, InflightEntry>();
@@ -36,6 +48,8 @@ export class InflightTable {
   }
 
   add(e: InflightEntry): void {
+    const p = e.req.payload;
+    if (e.req.op === Op.Write && p) e.payload = owned(p);
     this.entries.set(e.seq, e);
     this.waiting.push(e);
   }
@@ -66,6 +80,7 @@ export class InflightTable {
     if (!e) return undefined;
     this.entries.delete(seq);
     if (e.sent) this.sentBytes -= e.bytes;
+    if (e.payload) bufferPool.release(e.payload);
     return e;
   }
 
@@ -97,10 +112,22 @@ export class InflightTable {
   /** Removes and returns everything (teardown). */
   drainAll(): InflightEntry[] {
     const all = [...this.entries.values()];
+    for (const e of all) if (e.payload) bufferPool.release(e.payload);
     this.entries.clear();
     this.waiting = [];
     this.waitHead = 0;
     this.sentBytes = 0;
     return all;
   }
+}
+
+/** Bytes the table may keep past the caller's callback: the pooled buffer itself, retained, or a copy. */
+function owned(p: Buffer): Buffer {
+  if (bufferPool.holds(p)) {
+    bufferPool.retain(p);
+    return p;
+  }
+  const copy = bufferPool.take(p.length);
+  p.copy(copy);
+  return copy;
 }

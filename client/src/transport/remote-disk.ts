@@ -7,23 +7,33 @@ import {
   type BlockReply, type BlockRequest, type Welcome,
 } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
-import { ConnectError, ServerConnection, type ConnectionEvents } from './connection.js';
+import { ConnectError, FINAL_CLOSE_CODES, ServerConnection, type ConnectionEvents } from './connection.js';
 import { InflightTable, type InflightEntry } from './inflight.js';
 import { Backoff } from './reconnect.js';
+import { parseUrl, splitCredentials, withPort } from './url.js';
 
 export { ConnectError } from './connection.js';
+export { parseUrl } from './url.js';
 
 const log = logger('transport');
 
 export interface RemoteDiskOptions {
-  /** ws[s]://host:port/<export> */
+  /** ws[s]://host:port/<export>; credentials in it (ws://user:token@...) are the token, and are dropped from it. */
   url: string;
-  /** Bearer token sent at the upgrade. */
+  /** Bearer token sent at the upgrade (wins over one in the URL). */
   token?: string;
   compress?: 'lz4' | 'none';
   clientId?: string;
   /** Session to resume on the first connect (a restarted daemon taking over its device). */
   resumeSession?: string;
+  /** The session's secret (hex), sent in every hello: a resume of the session must show it. */
+  secret?: string;
+  /** Attach read-only: never the export's writer; writes fail here with EPERM. */
+  readOnly?: boolean;
+  /** First connect only: take the export over from its current writer (the server fences it). */
+  steal?: boolean;
+  /** While the first connect retries, called every few seconds with one line: why, and for how long. */
+  onWait?: (line: string) => void;
   /** First connect gives up after this long (ms); 0 = never. Default 30 s. */
   connectTimeoutMs?: number;
   /** Pending I/O fails with EIO after this long (ms); 0 waits forever, like a local disk. */
@@ -65,14 +75,16 @@ export interface TransportStats {
 
 /** Largest batch message (payload bytes) the client builds. */
 const MAX_BATCH_BYTES = 16 << 20;
+/** How often a first connect that keeps failing says so (onWait). */
+const WAIT_NOTE_MS = 5_000;
 /**
  * The client transport: one remote export over one connection at a time. It composes a
  * ServerConnection (hello, welcome, keepalive, decode, send), the InflightTable (what is
  * outstanding, and so what is replayed) and a Backoff (when to reconnect). It keeps every
  * request until the server answers it; on a lost connection it reconnects, resumes the
  * session (the server fences the old connection) and replays what is outstanding, in order.
- * Emits 'connected' (welcome), 'disconnected' (reason), 'fenced' (another client took the
- * session over: this one stops).
+ * Emits 'connected' (welcome), 'disconnected' (reason), 'fenced' (why: the server will not
+ * take this client back, e.g. another client took the session or the export over: this one stops).
  */
 export class RemoteDisk extends EventEmitter implements BlockTarget {
   info!: DiskInfo;
@@ -120,13 +132,16 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
 
   /** Connects and waits for the welcome. Rejects with a ConnectError that says why. */
   static async connect(opts: RemoteDiskOptions): Promise<RemoteDisk> {
-    const url = parseUrl(opts.url);
-    const disk = new RemoteDisk({ ...opts, url: withPort(url) });
+    const plain = splitCredentials(opts.url);
+    const url = parseUrl(plain.url);
+    const token = opts.token ?? plain.token;
+    const disk = new RemoteDisk({ ...opts, url: withPort(url), ...(token ? { token } : {}) });
     const timeoutMs = opts.connectTimeoutMs ?? 30_000;
     // 0 waits for the server forever (a recovering daemon: the kernel holds the I/O meanwhile).
     const tries = new Backoff({ initialMs: 100, maxMs: 1000, jitter: false, giveUpAfterMs: timeoutMs });
     // The first connect retries transient failures (refused, reset) until the timeout;
     // a refusal by the server (401/403/404, bad protocol) is final at once.
+    let noted = -Infinity;
     for (;;) {
       try {
         await disk.open(Math.max(1, Math.min(tries.leftMs, 30_000)));
@@ -137,6 +152,12 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         if (delay === undefined) {
           disk.stopped = true;
           throw last.fatal || timeoutMs === 0 ? last : new ConnectError(`${last.message} (gave up after ${timeoutMs / 1000} s)`, last.status, false, last.closeCode);
+        }
+        // Someone waits at a terminal: say why it takes long, every few seconds, not every try.
+        const waited = tries.elapsedMs;
+        if (opts.onWait && waited >= 1000 && waited - noted >= WAIT_NOTE_MS) {
+          noted = waited;
+          opts.onWait(`${last.message}; retrying, ${Math.round(waited / 1000)} s ${timeoutMs > 0 ? `of ${timeoutMs / 1000}` : 'so far'}`);
         }
         await new Promise((r) => setTimeout(r, delay));
       }
@@ -172,6 +193,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       process.nextTick(cb, this.closed ? Errno.ESHUTDOWN : Errno.EIO);
       return;
     }
+    if (this.opts.readOnly && req.op !== Op.Read && req.op !== Op.Flush) {
+      process.nextTick(cb, Errno.EPERM);
+      return;
+    }
     // An all-zero write travels as WRITE_ZEROES (keeping the blocks allocated, as a write would).
     if (req.op === Op.Write && req.payload && this.info.writeZeroes && isAllZero(req.payload)) {
       req = { op: Op.WriteZeroes, offset: req.offset, length: req.length, flags: req.flags | FLAG_NO_UNMAP };
@@ -198,10 +223,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     }
     this.stopped = true;
     const conn = this.conn;
-    const left = this.table.drainAll();
-    // A failed WRITE must not leave later from the socket's queue (see the I/O timeout).
-    if (conn && conn.bufferedBytes > 0 && left.some((e) => e.sent && e.req.op === Op.Write)) conn.terminate();
-    for (const e of left) e.cb(Errno.ESHUTDOWN);
+    // The table and the socket's queue own what they send: the callers' buffers are free at once.
+    for (const e of this.table.drainAll()) e.cb(Errno.ESHUTDOWN);
     this.stopTimers();
     if (conn) await conn.close(CloseCode.Normal, 'client closing');
     this.ready = false;
@@ -220,6 +243,11 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       version: PROTOCOL_VERSION,
       clientId: this.clientId,
       ...(this.sessionId ? { resume: this.sessionId } : {}),
+      ...(this.opts.secret ? { secret: this.opts.secret } : {}),
+      host: hostname(),
+      ...(this.opts.readOnly ? { readOnly: true } : {}),
+      // Only the first connect may take the export over: a reconnect that finds another writer stops.
+      ...(this.opts.steal && !this.welcome ? { steal: true } : {}),
       features: this.lz4 ? ['lz4'] : [],
       maxPayload: this.opts.maxPayload ?? LIMITS.maxPayloadDefault,
     }, this.events);
@@ -238,7 +266,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.welcome = welcome;
     this.info = {
       exportName: welcome.exportName, size: welcome.size, blockSize: welcome.blockSize,
-      readOnly: welcome.readOnly, flush: welcome.flush, fua: welcome.fua, discard: welcome.discard,
+      readOnly: welcome.readOnly || this.opts.readOnly === true, flush: welcome.flush, fua: welcome.fua, discard: welcome.discard,
       writeZeroes: welcome.writeZeroes, maxPayload: welcome.maxPayload,
     };
     if (this.sessionId && this.sessionId !== welcome.sessionId) {
@@ -266,16 +294,24 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.ready = false;
     this.conn = undefined;
     if (this.stopped) return;
-    if (code === CloseCode.Fenced) {
-      log.error(`fenced: another client resumed session ${this.sessionId.slice(0, 8)}; this one stops`);
-      this.stopped = true;
-      for (const e of this.table.drainAll()) e.cb(Errno.EIO);
-      this.emit('fenced');
-      return;
-    }
+    if (FINAL_CLOSE_CODES.has(code)) return this.stopFor(code, reason);
     log.warn(`connection lost (${code}${reason ? ' ' + reason : ''}); ${this.table.size} requests outstanding`);
     this.emit('disconnected', reason || String(code));
     this.scheduleReconnect();
+  }
+
+  /**
+   * The server will not take this client back (fenced, another writer, a wrong secret): stop,
+   * failing everything outstanding with EIO, and say why ('fenced').
+   */
+  private stopFor(code: number, reason: string): void {
+    const why = code === CloseCode.Fenced ? `fenced: another client resumed session ${this.sessionId.slice(0, 8)}`
+      : code === CloseCode.WriterBusy ? `another writer holds the export (${reason})`
+      : `the server refused the session's secret (${reason})`;
+    log.error(`${why}; this one stops`);
+    this.stopped = true;
+    for (const e of this.table.drainAll()) e.cb(Errno.EIO);
+    this.emit('fenced', why);
   }
 
   private scheduleReconnect(): void {
@@ -288,6 +324,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         () => this.backoff.reset(),
         (err: ConnectError) => {
           if (this.stopped) return;
+          if (err.closeCode !== undefined && FINAL_CLOSE_CODES.has(err.closeCode)) return this.stopFor(err.closeCode, err.message);
           log.warn(`reconnect failed: ${err.message}`);
           this.scheduleReconnect();
         },
@@ -316,7 +353,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     let bytes = 0;
     for (let i = 0; i < out.length; i++) {
       const e = out[i]!;
-      reqs.push({ seq: e.seq, op: e.req.op, flags: e.req.flags, offset: e.req.offset, length: e.req.length, payload: e.req.payload });
+      reqs.push({ seq: e.seq, op: e.req.op, flags: e.req.flags, offset: e.req.offset, length: e.req.length, payload: e.payload });
       bytes += e.req.op === Op.Write ? e.req.length : 0;
       if (reqs.length === LIMITS.maxRecords || bytes >= MAX_BATCH_BYTES || i === out.length - 1) {
         conn.send(reqs, this.lz4);
@@ -352,15 +389,9 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.ioTimer = setInterval(() => {
       const late = this.table.olderThan(performance.now() - ioTimeout);
       if (late.length === 0) return;
-      // A failed WRITE whose frame still waits in the socket's queue (the kernel took only part
-      // of it) would leave later with whatever its buffer holds by then (a ublk tag buffer or a
-      // pooled payload is reused once the callback ran): cut the connection first, which drops
-      // that queue; the rest is replayed.
-      const conn = this.conn;
-      if (conn && conn.bufferedBytes > 0 && late.some((e) => e.sent && e.req.op === Op.Write)) {
-        log.warn('dropping the connection: a timed-out write may still be queued on it');
-        conn.terminate();
-      }
+      // A failed WRITE whose frame still waits in the socket's queue leaves later with its own
+      // bytes (the table's copy, retained by the connection): the caller may reuse its buffer
+      // at once, and the connection (with everything else in flight on it) stays.
       for (const e of late) {
         this.table.complete(e.seq);
         this.timedOut++;
@@ -375,31 +406,4 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     clearInterval(this.ioTimer);
     clearTimeout(this.reconnectTimer);
   }
-}
-
-/** The URL as text with its port always written out (URL drops a scheme's default port). */
-function withPort(url: URL): string {
-  if (url.port) return url.href;
-  const user = url.username ? `${url.username}${url.password ? ':' + url.password : ''}@` : '';
-  return `${url.protocol}//${user}${url.hostname}:${url.protocol === 'wss:' ? 443 : 80}${url.pathname}${url.search}`;
-}
-
-/** Validates a ws[s]:// URL with an export path. */
-export function parseUrl(text: string): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new ConnectError(`'${text}' is not a URL (expected ws://HOST:PORT/EXPORT)`, undefined, true);
-  }
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    throw new ConnectError(`'${text}': scheme must be ws:// or wss://`, undefined, true);
-  }
-  if (url.pathname.replace(/^\/+/, '') === '') {
-    throw new ConnectError(`'${text}': no export name (expected ws://HOST:PORT/EXPORT)`, undefined, true);
-  }
-  // No port: 7690. An explicit port stays, even the scheme's default (ws://host:80/x), which
-  // URL drops from url.port; wsConnect then uses the scheme's default.
-  if (!url.port && !/^wss?:\/\/(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/?#]*):\d+(?:[/?#]|$)/i.test(text.trim())) url.port = '7690';
-  return url;
 }
