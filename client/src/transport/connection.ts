@@ -15,9 +15,9 @@ export class ConnectError extends Error {
   override name = 'ConnectError';
   /**
    * status: the HTTP status of a refused upgrade; fatal: retrying cannot help; closeCode: the
-   * WebSocket close code when the server closed the connection instead of welcoming it.
+   * WebSocket close code (and its reason) when the server closed the connection instead of welcoming it.
    */
-  constructor(message: string, readonly status?: number, readonly fatal = false, readonly closeCode?: number) {
+  constructor(message: string, readonly status?: number, readonly fatal = false, readonly closeCode?: number, readonly closeReason?: string) {
     super(message);
   }
 }
@@ -242,11 +242,11 @@ export class ServerConnection {
 function handshakeCloseError(url: string, code: number, reason: string): ConnectError {
   const why = `${code}${reason ? ' ' + reason : ''}`;
   if (code === CloseCode.WriterBusy) {
-    return new ConnectError(`${url}: refused: ${reason || 'the export has another writer'} (--steal takes the export over)`, undefined, true, code);
+    return new ConnectError(`${url}: refused: ${reason || 'the export has another writer'} (--steal takes the export over)`, undefined, true, code, reason);
   }
-  if (code === CloseCode.BadSecret) return new ConnectError(`${url}: refused: the session's secret does not match (${why})`, undefined, true, code);
-  if (code === CloseCode.Fenced) return new ConnectError(`${url}: refused: this session was taken over (${why})`, undefined, true, code);
-  return new ConnectError(`${url} closed the connection during the handshake (${why})`, undefined, code === CloseCode.BadHello, code);
+  if (code === CloseCode.BadSecret) return new ConnectError(`${url}: refused: the session's secret does not match (${why})`, undefined, true, code, reason);
+  if (code === CloseCode.Fenced) return new ConnectError(`${url}: refused: this session was taken over (${why})`, undefined, true, code, reason);
+  return new ConnectError(`${url} closed the connection during the handshake (${why})`, undefined, code === CloseCode.BadHello, code, reason);
 }
 
 /** A handshake failure as a ConnectError: one line for a person, and whether retrying can help. */

@@ -75,7 +75,8 @@ export interface TransportStats {
 
 /** Largest batch message (payload bytes) the client builds. */
 const MAX_BATCH_BYTES = 16 << 20;
-/** How often a first connect that keeps failing says so (onWait). */
+/** When a first connect that keeps failing first says so (onWait), and how often after that. */
+const WAIT_FIRST_NOTE_MS = 2_000;
 const WAIT_NOTE_MS = 5_000;
 /**
  * The client transport: one remote export over one connection at a time. It composes a
@@ -155,7 +156,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         }
         // Someone waits at a terminal: say why it takes long, every few seconds, not every try.
         const waited = tries.elapsedMs;
-        if (opts.onWait && waited >= 1000 && waited - noted >= WAIT_NOTE_MS) {
+        if (opts.onWait && waited >= WAIT_FIRST_NOTE_MS && waited - noted >= WAIT_NOTE_MS) {
           noted = waited;
           opts.onWait(`${last.message}; retrying, ${Math.round(waited / 1000)} s ${timeoutMs > 0 ? `of ${timeoutMs / 1000}` : 'so far'}`);
         }
@@ -305,9 +306,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
    * failing everything outstanding with EIO, and say why ('fenced').
    */
   private stopFor(code: number, reason: string): void {
-    const why = code === CloseCode.Fenced ? `fenced: another client resumed session ${this.sessionId.slice(0, 8)}`
-      : code === CloseCode.WriterBusy ? `another writer holds the export (${reason})`
-      : `the server refused the session's secret (${reason})`;
+    const detail = reason ? ` (${reason})` : '';
+    const why = code === CloseCode.Fenced ? `fenced: another client took session ${this.sessionId.slice(0, 8)} or the export over${detail}`
+      : code === CloseCode.WriterBusy ? `another writer holds the export${detail}`
+      : `the server refused the session's secret${detail}`;
     log.error(`${why}; this one stops`);
     this.stopped = true;
     for (const e of this.table.drainAll()) e.cb(Errno.EIO);
@@ -324,7 +326,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         () => this.backoff.reset(),
         (err: ConnectError) => {
           if (this.stopped) return;
-          if (err.closeCode !== undefined && FINAL_CLOSE_CODES.has(err.closeCode)) return this.stopFor(err.closeCode, err.message);
+          if (err.closeCode !== undefined && FINAL_CLOSE_CODES.has(err.closeCode)) return this.stopFor(err.closeCode, err.closeReason ?? '');
           log.warn(`reconnect failed: ${err.message}`);
           this.scheduleReconnect();
         },
