@@ -161,6 +161,8 @@ test('connect --steal asks to take over on its first hello; --read-only asks for
   const b = await wsblk(['connect', s.url(), '--nbd', join(dir, 'b.sock'), '--read-only'], env);
   assert.equal(b.code, 0, b.stderr);
   assert.deepEqual(s.hellos.map((h) => [h.steal ?? false, h.readOnly ?? false]), [[true, false], [false, true]]);
+  const rows = JSON.parse((await wsblk(['list', '--json'], env)).stdout) as Array<{ id: string; readOnly: boolean }>;
+  assert.deepEqual(rows.map((r) => [r.id, r.readOnly]), [['nbd0', false], ['nbd1', true]], 'the --read-only device is read-only');
   const both = await wsblk(['connect', s.url(), '--nbd', join(dir, 'c.sock'), '--steal', '--read-only'], env);
   assert.equal(both.code, 2, both.stderr);
   assert.equal(s.hellos.length, 2);
