@@ -15,7 +15,11 @@ export interface IoRequest {
   length: number;
   /** FLAG_FUA, FLAG_NO_UNMAP (from @wsblk/shared). */
   flags: number;
-  /** WRITE data; the target holds it until the callback runs (then the caller may reuse it). */
+  /**
+   * WRITE data, the caller's until the callback runs (then the caller may reuse it). A target
+   * that keeps the bytes longer (a frame still queued, a replay) copies them, or retains them
+   * when they lie in a bufferPool buffer.
+   */
   payload?: Buffer;
 }
 

@@ -1,17 +1,21 @@
-import { readTokenFile } from '@wsblk/shared';
+import { logger, readTokenFile } from '@wsblk/shared';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { Command, Option } from 'commander';
 import { ublkAvailable } from '@wsblk/native';
-import { ConnectError, parseUrl, type RemoteDiskOptions } from '../transport/remote-disk.js';
+import { newSecret, type TargetSpec } from '../target-spec.js';
+import { ConnectError } from '../transport/connection.js';
+import { parseUrl, splitCredentials, withPort } from '../transport/url.js';
 import { Daemon } from '../daemon/daemon.js';
 import type { FrontendFactory } from '../daemon/frontend.js';
 import { nbdFrontend, ublkFrontend } from '../daemon/frontends.js';
-import { spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
+import { printProgress, relayReady, spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
 import { claimId, logPath, removeDeviceFiles, runDir, type DeviceState } from '../daemon/rundir.js';
 import { CliError, EXIT } from './errors.js';
 import { blockSizeArg, intArg, secondsArg, sizeArg } from './options.js';
+
+const log = logger('connect');
 
 export interface ConnectOptions {
   nbd?: string;
@@ -26,6 +30,8 @@ export interface ConnectOptions {
   maxIo: number;
   blockSize: 512 | 4096;
   supervise: boolean;
+  readOnly?: boolean;
+  steal?: boolean;
   /** Hidden: set by the parent of a background daemon or by the supervisor. */
   id?: string;
   readyIpc?: boolean;
@@ -43,12 +49,16 @@ export function connectCommand(): Command {
       + 'comes from --token-file or $WSBLK_TOKEN. A lost connection is retried forever and '
       + 'outstanding requests are replayed, unless --io-timeout says otherwise. A ublk device is '
       + 'supervised: if its daemon dies (even by SIGKILL), a new one recovers the device and the '
-      + 'kernel re-sends what was in flight; --no-supervise leaves that to `wsblk recover`.')
-    .argument('<url>', 'ws://HOST[:PORT]/EXPORT or wss://... (port 7690 by default)')
+      + 'kernel re-sends what was in flight; --no-supervise leaves that to `wsblk recover`. '
+      + 'An export has one writer: a second read-write connect is refused (exit 3) unless --steal, '
+      + 'which fences the current writer; --read-only attaches beside it.')
+    .argument('<url>', 'ws://HOST[:PORT]/EXPORT or wss://... (port 7690 by default); ws://:TOKEN@HOST/EXPORT gives the token')
     .option('--nbd <socket>', 'serve the export as NBD on this Unix socket instead of a ublk device')
     .option('--token-file <file>', 'file whose first line is the bearer token')
     .addOption(new Option('--compress <algo>', 'compress payloads where it pays').choices(['lz4', 'none']).default('none'))
     .option('--foreground', 'run the daemon in this process; stop with SIGTERM or SIGINT')
+    .option('--read-only', 'attach read-only (beside the export\'s writer, if any); the device is read-only')
+    .option('--steal', 'take the export over from its current writer (the server fences it first)')
     .option('--io-timeout <seconds>', 'fail I/O with EIO after this long without an answer (0 = wait forever)', secondsArg, 0)
     .option('--connect-timeout <seconds>', 'give up the first connect after this long', secondsArg, 30)
     .option('--max-inflight <size>', 'bytes of requests on the wire at once', sizeArg, 64 << 20)
@@ -60,12 +70,21 @@ export function connectCommand(): Command {
     .addOption(new Option('--id <id>').hideHelp())
     .addOption(new Option('--ready-ipc').hideHelp())
     .addOption(new Option('--supervised').hideHelp())
-    .action(async (url: string, o: ConnectOptions) => {
+    .action(async (text: string, o: ConnectOptions) => {
+      // A token in the URL is used, and the URL is kept (argv, logs, state) without it.
+      const plain = splitCredentials(text);
+      let url: string;
       try {
-        parseUrl(url);
+        url = withPort(parseUrl(plain.url));
       } catch (e) {
         throw new CliError((e as Error).message, EXIT.USAGE);
       }
+      if (plain.token !== undefined) {
+        if (o.tokenFile) throw new CliError('the URL carries a token and --token-file gives one: give it once', EXIT.USAGE);
+        // Children (supervisor, daemon) get it through their environment, never their argv.
+        process.env.WSBLK_TOKEN = plain.token;
+      }
+      if (o.readOnly && o.steal) throw new CliError('--steal takes over the writer: it makes no sense with --read-only', EXIT.USAGE);
       if (o.maxIo % 4096 !== 0 || o.maxIo < 4096 || o.maxIo > 32 << 20) {
         throw new CliError(`--max-io must be a multiple of 4K from 4K to 32M, got ${o.maxIo}`, EXIT.USAGE);
       }
@@ -86,10 +105,6 @@ export function connectCommand(): Command {
     });
 }
 
-function tokenOf(tokenFile: string | undefined): string | undefined {
-  return tokenFile ? readTokenFile(tokenFile) : process.env.WSBLK_TOKEN || undefined;
-}
-
 /** The arguments that reproduce this connect in a child process. */
 function childArgs(url: string, o: ConnectOptions, id: string): string[] {
   return ['connect', url, '--foreground', '--ready-ipc', '--id', id,
@@ -97,7 +112,7 @@ function childArgs(url: string, o: ConnectOptions, id: string): string[] {
     '--max-inflight', String(o.maxInflight), '--queues', String(o.queues), '--depth', String(o.depth),
     '--max-io', String(o.maxIo), '--block-size', String(o.blockSize),
     ...(o.nbd ? ['--nbd', o.nbd] : []), ...(o.tokenFile ? ['--token-file', o.tokenFile] : []),
-    ...(o.supervise ? [] : ['--no-supervise'])];
+    ...(o.supervise ? [] : ['--no-supervise']), ...(o.readOnly ? ['--read-only'] : []), ...(o.steal ? ['--steal'] : [])];
 }
 
 /** Claims a device id: nbdN, or ublkN where /dev/ublkcN is free too (N becomes the kernel id). */
@@ -113,20 +128,18 @@ function claimDeviceId(dir: string, kind: 'nbd' | 'ublk'): string {
 
 export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd' | 'ublk'): ConstructorParameters<typeof Daemon>[0] {
   const id = o.id ?? claimDeviceId(runDir(), kind);
-  const transport: RemoteDiskOptions = {
-    url, token: tokenOf(o.tokenFile), compress: o.compress, connectTimeoutMs: o.connectTimeout * 1000,
-    ioTimeoutMs: o.ioTimeout * 1000, maxInflightBytes: o.maxInflight,
+  const target: TargetSpec = {
+    url, export: decodeURIComponent(new URL(url).pathname.replace(/^\/+/, '')),
+    token: o.tokenFile ? { file: o.tokenFile } : process.env.WSBLK_TOKEN ? { env: 'WSBLK_TOKEN' } : 'none',
+    sessionId: '', secret: newSecret(), compress: o.compress, connectTimeoutMs: o.connectTimeout * 1000,
+    ioTimeoutMs: o.ioTimeout * 1000, maxInflightBytes: o.maxInflight, readOnly: o.readOnly === true,
   };
   const frontend: FrontendFactory = kind === 'nbd'
     ? nbdFrontend(o.nbd!)
     : ublkFrontend({ id: Number(id.slice(4)), queues: o.queues, depth: o.depth, maxIoBytes: o.maxIo, blockSize: o.blockSize });
   return {
-    id, kind, transport, frontend,
-    recorded: {
-      tokenFile: o.tokenFile, compress: o.compress, ioTimeout: o.ioTimeout, connectTimeout: o.connectTimeout,
-      maxInflight: o.maxInflight, queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize,
-      supervise: o.supervise, nbd: o.nbd,
-    },
+    id, kind, target, frontend, ...(o.steal ? { steal: true } : {}),
+    recorded: { queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize, supervise: o.supervise, nbd: o.nbd },
     extraState: {
       ...(kind === 'nbd' ? { socket: o.nbd } : { devId: Number(id.slice(4)) }),
       ...(o.supervised ? { supervisorPid: process.ppid } : {}),
@@ -136,7 +149,7 @@ export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd'
 
 /** Runs a daemon in this process until it is disconnected; reports readiness. */
 export async function runDaemon(opts: ConstructorParameters<typeof Daemon>[0], o: { readyIpc?: boolean }): Promise<void> {
-  const daemon = new Daemon(opts);
+  const daemon = new Daemon({ ...opts, onWait: (line) => waitNote(line, o) });
   let state: DeviceState;
   try {
     state = await daemon.start();
@@ -156,25 +169,23 @@ export async function runDaemon(opts: ConstructorParameters<typeof Daemon>[0], o
   setTimeout(() => process.exit(code), 100);
 }
 
+/** A line for the person waiting on a connect: in the log (stderr), and to the parent that has their terminal. */
+function waitNote(line: string, o: { readyIpc?: boolean }): void {
+  log.warn(line);
+  if (o.readyIpc && process.send) process.send({ progress: line } satisfies ReadyMessage);
+}
+
 /** The supervisor: this process watches the daemon and recovers the device if it dies. */
 async function runSupervisor(url: string, o: ConnectOptions): Promise<void> {
   const dir = runDir();
   const id = o.id ?? claimDeviceId(dir, 'ublk');
-  const report = (m: ReadyMessage) => {
-    if (o.readyIpc && process.send) {
-      process.send(m);
-      if (m.ready) process.disconnect?.();
-    } else if (m.ready) {
-      process.stdout.write(m.ready.device + '\n');
-    }
-  };
   const code = await supervise({
     id, dir,
     startArgs: [...childArgs(url, { ...o, supervise: true }, id), '--supervised'],
     recoverArgs: ['recover', id, '--foreground', '--ready-ipc', '--supervised'],
     report: (m) => {
-      report(m);
-      if (!m.ready) throw new CliError(m.error ?? 'the daemon failed', m.exitCode ?? EXIT.FAILURE);
+      relayReady(m, o.readyIpc);
+      if (m.error !== undefined) throw new CliError(m.error ?? 'the daemon failed', m.exitCode ?? EXIT.FAILURE);
     },
   });
   process.exit(code);
@@ -184,12 +195,12 @@ async function runSupervisor(url: string, o: ConnectOptions): Promise<void> {
 async function runBackground(url: string, o: ConnectOptions, kind: 'nbd' | 'ublk'): Promise<void> {
   const dir = runDir();
   const id = claimDeviceId(dir, kind);
-  const log = logPath(dir, id);
-  const fd = openSync(log, 'a', 0o600);
+  const logFile = logPath(dir, id);
+  const fd = openSync(logFile, 'a', 0o600);
   // The supervisor (ublk) stays in the host's namespace; the daemon it starts gets its own.
   const child = spawnWsblk(childArgs(url, o, id), fd, { detached: true, ownNamespace: kind === 'ublk' && !o.supervise });
   closeSync(fd);
-  const result = await waitReady(child, log);
+  const result = await waitReady(child, logFile, printProgress);
   if (!result.ready) {
     removeDeviceFiles(dir, id);
     throw new CliError(result.error ?? 'the daemon failed', result.exitCode ?? EXIT.FAILURE);

@@ -23,5 +23,5 @@ Exit codes:
   0  success
   1  failure at run time
   2  bad command line
-  3  server unreachable or refused the connection (token, export)
+  3  server unreachable or refused the connection (token, export, another writer)
   4  no such device`;

@@ -1,9 +1,8 @@
-import { readTokenFile } from '@wsblk/shared';
 import { closeSync, openSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { getDeviceInfo } from '@wsblk/native';
 import { ublkFrontend } from '../daemon/frontends.js';
-import { spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
+import { printProgress, relayReady, spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
 import { listStates, logPath, pidAlive, runDir, type DeviceState } from '../daemon/rundir.js';
 import { runDaemon } from './connect.js';
 import { matchDevice } from './devices.js';
@@ -36,6 +35,9 @@ export function recoverCommand(): Command {
       if (state.kind !== 'ublk' || state.devId === undefined) {
         throw new CliError(`${state.id} is an NBD export: there is nothing to recover; connect it again`);
       }
+      if (!state.target) {
+        throw new CliError(`${state.id} was connected by an older wsblk (its state has no target): disconnect it and connect again`);
+      }
       if (!o.supervised && state.pid && state.pid !== process.pid && pidAlive(state.pid)) {
         throw new CliError(`${state.device} is served by daemon ${state.pid}: nothing to recover`);
       }
@@ -46,9 +48,8 @@ export function recoverCommand(): Command {
         const code = await supervise({
           id: state.id, dir, startArgs: args, recoverArgs: args,
           report: (m) => {
-            if (o.readyIpc && process.send) { process.send(m); if (m.ready) process.disconnect?.(); }
-            else if (m.ready) process.stdout.write(m.ready.device + '\n');
-            if (!m.ready) throw new CliError(m.error ?? 'recovery failed', m.exitCode ?? EXIT.FAILURE);
+            relayReady(m, o.readyIpc);
+            if (m.error !== undefined) throw new CliError(m.error ?? 'recovery failed', m.exitCode ?? EXIT.FAILURE);
           },
         });
         process.exit(code);
@@ -66,23 +67,15 @@ async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void>
     throw new CliError(`${state.device} is ${info.state.toUpperCase()}, not QUIESCED: it cannot be recovered`
       + (info.state === 'dead' ? ' (disconnect it and connect again)' : ''));
   }
-  const rec = state.options;
-  const tokenFile = rec.tokenFile as string | undefined;
   await runDaemon({
     id: state.id,
     kind: 'ublk',
-    transport: {
-      url: state.url,
-      token: tokenFile ? readTokenFile(tokenFile) : process.env.WSBLK_TOKEN || undefined,
-      compress: rec.compress === 'lz4' ? 'lz4' : 'none',
-      // The kernel holds the I/O while we wait: wait for the server as long as it takes.
-      connectTimeoutMs: 0,
-      ioTimeoutMs: Number(rec.ioTimeout ?? 0) * 1000,
-      maxInflightBytes: Number(rec.maxInflight ?? 64 << 20),
-      resumeSession: state.sessionId,
-    },
+    // The session to resume and its secret: only this device's state file has them.
+    target: state.target!,
+    // The kernel holds the I/O while we wait: wait for the server as long as it takes.
+    connectTimeoutMs: 0,
     frontend: ublkFrontend({ id: devId, queues: 0, depth: 0, maxIoBytes: 0, blockSize: 512 }, true),
-    recorded: rec,
+    recorded: state.options,
     extraState: { devId, ...(o.supervised ? { supervisorPid: process.ppid } : {}) },
   }, o);
 }
@@ -93,7 +86,7 @@ async function recoverInBackground(dir: string, state: DeviceState, supervised: 
   const args = ['recover', state.id, '--foreground', '--ready-ipc', ...(supervised ? [] : ['--no-supervise'])];
   const child = spawnWsblk(args, fd, { detached: true, ownNamespace: !supervised });
   closeSync(fd);
-  const r: ReadyMessage = await waitReady(child, log);
+  const r: ReadyMessage = await waitReady(child, log, printProgress);
   if (!r.ready) throw new CliError(r.error ?? 'recovery failed', r.exitCode ?? EXIT.FAILURE);
   child.unref();
   child.disconnect();

@@ -1,5 +1,6 @@
 import { Errno, Op, errnoName, logger } from '@wsblk/shared';
-import { RemoteDisk, type RemoteDiskOptions } from '../transport/remote-disk.js';
+import { transportOptions, type TargetSpec } from '../target-spec.js';
+import { RemoteDisk } from '../transport/remote-disk.js';
 import { serveControl, type ControlRequest } from './control.js';
 import type { Frontend, FrontendFactory } from './frontend.js';
 import { tuneDaemonMemory } from './memory.js';
@@ -15,9 +16,16 @@ const STOP_GRACE_MS = 5_000;
 export interface DaemonOptions {
   id: string;
   kind: 'nbd' | 'ublk';
-  transport: RemoteDiskOptions;
+  /** What to connect to and how: kept in the state file as it is, its session id kept current. */
+  target: TargetSpec;
+  /** Take the export over from its writer on this first connect (connect --steal). */
+  steal?: boolean;
+  /** This start's connect timeout (ms), instead of the spec's: recover waits for the server forever. */
+  connectTimeoutMs?: number;
+  /** Told every few seconds while the first connect keeps failing. */
+  onWait?: (line: string) => void;
   frontend: FrontendFactory;
-  /** Options recorded in the state file (for list and recover). */
+  /** The frontend's and the CLI's options, recorded in the state file (for recover). */
   recorded: Record<string, unknown>;
   extraState?: Partial<DeviceState>;
 }
@@ -49,28 +57,35 @@ export class Daemon {
     tuneDaemonMemory();
     try {
       // Both frontends are done with READ data when their callback returns, or retain it (NBD).
-      this.disk = await RemoteDisk.connect({ ...this.opts.transport, lendReads: true });
+      const { steal, connectTimeoutMs, onWait } = this.opts;
+      this.disk = await RemoteDisk.connect({
+        ...transportOptions(this.opts.target), lendReads: true,
+        ...(steal ? { steal } : {}), ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}), ...(onWait ? { onWait } : {}),
+      });
       this.frontend = await this.opts.frontend(this.disk);
     } catch (e) {
       if (this.disk) await this.disk.close(0);
       removeDeviceFiles(this.dir, id);
       throw e;
     }
+    const target: TargetSpec = { ...this.opts.target, sessionId: this.disk.stats.sessionId };
     this.state = {
-      id, kind: this.opts.kind, device: this.frontend.device, url: this.disk.url, pid: process.pid,
-      sessionId: this.disk.stats.sessionId, options: this.opts.recorded, startedAt: new Date().toISOString(),
+      id, kind: this.opts.kind, device: this.frontend.device, url: target.url, pid: process.pid,
+      // sessionId mirrors target.sessionId for readers of the older layout.
+      sessionId: target.sessionId, options: this.opts.recorded, target, startedAt: new Date().toISOString(),
       ...this.opts.extraState,
     };
     writeState(this.dir, this.state);
     // The session id changes when the server restarts; recovery must resume the current one.
     this.disk.on('connected', () => {
-      if (this.disk.stats.sessionId !== this.state.sessionId) {
-        this.state.sessionId = this.disk.stats.sessionId;
+      const sessionId = this.disk.stats.sessionId;
+      if (sessionId !== target.sessionId) {
+        target.sessionId = this.state.sessionId = sessionId;
         writeState(this.dir, this.state);
       }
     });
-    this.disk.on('fenced', () => {
-      log.error('another client took over this device\'s session; stopping');
+    this.disk.on('fenced', (why: string) => {
+      log.error(`the server will not take this device back (${why}); stopping`);
       void this.stop(3);
     });
     await serveControl(controlPath(this.dir, id), (req) => this.onControl(req));

@@ -14,6 +14,8 @@ export interface ReadyMessage {
   ready?: DeviceState;
   error?: string;
   exitCode?: number;
+  /** Not ready yet: a line for the person waiting (the first connect keeps failing). */
+  progress?: string;
 }
 
 let unshareOk: boolean | undefined;
@@ -37,10 +39,14 @@ export function spawnWsblk(args: string[], out: number | 'inherit', opts: { deta
   return spawn(cmd, argv, { detached: opts.detached, stdio: ['ignore', out, out, 'ipc'], env: process.env });
 }
 
-/** Resolves with the child's ready (or error) message, or why it exited without one. */
-export function waitReady(child: ChildProcess, logFile?: string): Promise<ReadyMessage> {
+/** Resolves with the child's ready (or error) message, or why it exited without one; progress lines go to onProgress. */
+export function waitReady(child: ChildProcess, logFile?: string, onProgress?: (line: string) => void): Promise<ReadyMessage> {
   return new Promise((resolve) => {
-    const onMessage = (m: unknown) => { cleanup(); resolve(m as ReadyMessage); };
+    const onMessage = (m: ReadyMessage) => {
+      if (m.progress !== undefined && !m.ready && !m.error) return onProgress?.(m.progress);
+      cleanup();
+      resolve(m);
+    };
     const onExit = (code: number | null, sig: NodeJS.Signals | null) => {
       cleanup();
       const tail = logFile && existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-3).join('\n') : '';
@@ -50,6 +56,26 @@ export function waitReady(child: ChildProcess, logFile?: string): Promise<ReadyM
     child.on('message', onMessage);
     child.on('exit', onExit);
   });
+}
+
+/**
+ * Passes a daemon's message on: over IPC to the process that started this one (a supervisor's
+ * parent), else to the terminal (the device on stdout, a progress line on stderr).
+ */
+export function relayReady(m: ReadyMessage, readyIpc: boolean | undefined): void {
+  if (readyIpc && process.send) {
+    process.send(m);
+    if (m.ready) process.disconnect?.();
+  } else if (m.ready) {
+    process.stdout.write(m.ready.device + '\n');
+  } else if (m.progress !== undefined) {
+    printProgress(m.progress);
+  }
+}
+
+/** A progress line on the terminal of the person waiting. */
+export function printProgress(line: string): void {
+  process.stderr.write(`wsblk: ${line}\n`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -67,7 +93,7 @@ export async function supervise(opts: {
   report: (m: ReadyMessage) => void;
 }): Promise<number> {
   let child = spawnWsblk(opts.startArgs, 'inherit', { detached: false, ownNamespace: true });
-  const first = await waitReady(child);
+  const first = await waitReady(child, undefined, (line) => opts.report({ progress: line }));
   opts.report(first);
   if (!first.ready) return first.exitCode ?? 1;
   let stopping = false;

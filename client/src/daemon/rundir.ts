@@ -1,5 +1,6 @@
 import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TargetSpec } from '../target-spec.js';
 import { isProcess, ownIdentity, type DeviceIdentity } from './identity.js';
 
 /**
@@ -53,6 +54,12 @@ export interface DeviceState {
   sessionId: string;
   /** The options the device was connected with (for recover). */
   options: Record<string, unknown>;
+  /**
+   * What the device is connected to and how, as the daemon runs it (session id kept current).
+   * Holds the session secret: this file is 0600, and nothing prints it. Absent in state files
+   * of older versions, which recover refuses.
+   */
+  target?: TargetSpec;
   /** For ublk: the kernel device id. */
   devId?: number;
   /** For NBD: the socket path. */

@@ -1,7 +1,8 @@
 // The ublk frontend: the kernel's block requests for /dev/ublkbN become BlockTarget requests.
 // Each tag gets one reusable request object and one completion callback, made once, so the
-// hot path allocates nothing of its own per request; write data is read straight from the tag's
-// buffer (shared with the kernel) and read data copied straight into it.
+// hot path allocates nothing of its own per request; write data is handed over as a view of the
+// tag's buffer (shared with the kernel; the transport copies what it keeps past the completion)
+// and read data copied straight into it.
 import { Errno, FLAG_FUA, FLAG_NO_UNMAP, Op, errnoName, logger } from '@wsblk/shared';
 import {
   UBLK_IO_F, UBLK_IO_OP, addDevice, openQueues, type UblkQueue, blockDevicePath, deleteDevice, getDeviceInfo, recoverDevice,

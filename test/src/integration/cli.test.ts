@@ -1,7 +1,7 @@
 // The wsblk CLI as a user and a script meet it: real processes, real sockets, exit codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { WSBLK, freePort, requireTool, startServer, tempDir, wsblk } from '../support/procs.js';
@@ -192,4 +192,55 @@ test('disconnect finishes when the server is gone and a client waits on I/O (the
   const r = await reader;
   assert.ok(r.code !== 0 || /error|failed/i.test(r.out), `the waiting read failed: ${r.code} ${r.out}`);
   assert.deepEqual(readdirSync(join(dir, 'run')).filter((f) => !f.endsWith('.log')), []);
+});
+
+test('a token in the URL (ws://:TOKEN@host/x) is used, and is in none of argv, the state file, the log, list or list --json', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const token = 'url-token-7f3a9c1e5b';
+  const tokens = join(dir, 'tokens');
+  writeFileSync(tokens, `${token} d0 rw\n`);
+  const { startProc, waitForPort } = await import('../support/procs.js');
+  const s = startProc(process.execPath, [WSBLK, 'serve', '--listen', `127.0.0.1:${port}`, '--export', 'd0=memory:16M', '--token-file', tokens]);
+  t.after(() => { s.child.kill('SIGKILL'); });
+  await waitForPort(port);
+  const run = join(dir, 'run');
+  const env = { WSBLK_RUN_DIR: run, WSBLK_TOKEN: '' };
+  t.after(() => wsblk(['disconnect', '--all'], env));
+  for (const [i, url] of [`ws://:${token}@127.0.0.1:${port}/d0`, `ws://${token}@127.0.0.1:${port}/d0`].entries()) {
+    const c = await wsblk(['connect', url, '--nbd', join(dir, `s${i}.sock`)], env);
+    assert.equal(c.code, 0, c.stderr);
+    assert.ok(!(c.stdout + c.stderr).includes(token), 'not in the output of connect');
+  }
+  const l = await wsblk(['list'], env);
+  const lj = await wsblk(['list', '--json'], env);
+  const rows = JSON.parse(lj.stdout) as Array<{ id: string; pid: number; url: string; state: string }>;
+  assert.equal(rows.length, 2);
+  for (const row of rows) {
+    assert.equal(row.state, 'connected');
+    assert.equal(row.url, `ws://127.0.0.1:${port}/d0`, 'the URL without its credentials');
+    const where: Array<[string, string]> = [
+      ['argv', readFileSync(`/proc/${row.pid}/cmdline`, 'utf8')],
+      ['state file', readFileSync(join(run, `${row.id}.json`), 'utf8')],
+      ['log', readFileSync(join(run, `${row.id}.log`), 'utf8')],
+      ['list', l.stdout], ['list --json', lj.stdout],
+    ];
+    for (const [what, text] of where) assert.ok(!text.includes(token), `the token is in the ${what} of ${row.id}`);
+  }
+  // A token file as well as a token in the URL is a usage error.
+  const both = await wsblk(['connect', `ws://:${token}@127.0.0.1:${port}/d0`, '--token-file', tokens, '--nbd', join(dir, 'x.sock')], env);
+  assert.equal(both.code, 2, both.stderr);
+  assert.ok(!both.stderr.includes(token));
+});
+
+test('a connect that keeps failing says so on stderr every few seconds while it waits, then gives up with exit 3', { timeout: 30_000 }, async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const r = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', join(dir, 's.sock'), '--connect-timeout', '8'], { WSBLK_RUN_DIR: join(dir, 'run') });
+  assert.equal(r.code, 3, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  const waiting = lines.filter((l) => /^wsblk: cannot connect to ws:\/\/127\.0\.0\.1:\d+\/d0: connection refused \(is the server running\?\); retrying, \d+ s of 8$/.test(l));
+  assert.ok(waiting.length >= 1 && waiting.length <= 3, `one line every few seconds: ${r.stderr}`);
+  assert.equal(lines.length, waiting.length + 1, r.stderr);
+  assert.match(lines.at(-1)!, /gave up after 8 s/);
 });

@@ -66,7 +66,8 @@ test('disconnect of a killed device keeps the socket of the device that took its
   process.kill(dev0!.pid, 'SIGKILL');
   while (alive(dev0!.pid)) await sleep(20);
 
-  const second = await wsblk(['connect', url, '--nbd', sock], env);
+  // The killed daemon's session still holds the export for its grace period: take it over.
+  const second = await wsblk(['connect', url, '--nbd', sock, '--steal'], env);
   assert.equal(second.code, 0, second.stderr);
   const list = JSON.parse((await wsblk(['list', '--json'], env)).stdout) as Array<{ id: string; state: string }>;
   assert.deepEqual(list.map((d) => [d.id, d.state]), [['nbd0', 'dead'], ['nbd1', 'connected']]);

@@ -56,7 +56,8 @@ test('npm start serves a 1 GiB default export with a token, connects it, and Ctr
   const env = { WSBLK_RUN_DIR: join(dir, 'other-run'), WSBLK_TOKEN: '' };
   const refused = await wsblk(['connect', url, '--nbd', join(dir, 'x.sock')], env);
   assert.equal(refused.code, 3, `a connect without the token is refused: ${refused.stderr}`);
-  const ok = await wsblk(['connect', url, '--nbd', join(dir, 'y.sock'), '--token-file', tokenFile, '--connect-timeout', '5'], env);
+  // npm start's device is the export's writer: a second device attaches read-only beside it.
+  const ok = await wsblk(['connect', url, '--nbd', join(dir, 'y.sock'), '--token-file', tokenFile, '--connect-timeout', '5', '--read-only'], env);
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal((await wsblk(['disconnect', '--all'], env)).code, 0);
 

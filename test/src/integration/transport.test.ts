@@ -321,3 +321,77 @@ describe('connect errors', () => {
     }
   });
 });
+
+/** A TCP proxy that can stop reading what the client sends (the client's socket queue fills up). */
+async function stallingProxy(targetPort: number) {
+  const { createServer, connect } = await import('node:net');
+  const clients = new Set<import('node:net').Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    clients.add(client);
+    client.on('error', () => {});
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => { upstream.destroy(); clients.delete(client); });
+    upstream.on('close', () => client.destroy());
+    client.on('data', (d) => upstream.write(d));
+    upstream.on('data', (d) => client.write(d));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: (name: string) => `ws://127.0.0.1:${port}/${name}`,
+    stall: () => { for (const c of clients) c.pause(); },
+    resume: () => { for (const c of clients) c.resume(); },
+    close: () => new Promise<void>((r) => { for (const c of clients) c.destroy(); server.close(() => r()); }),
+  };
+}
+
+describe('payload ownership', () => {
+  test('a write that times out while its frame waits in the socket queue: the caller reuses its buffer at once, the connection stays, and the bytes sent are the ones given', async () => {
+    const backend = new MemoryBackend(64 * MiB);
+    const s = await startServer({ disk0: backend });
+    const proxy = await stallingProxy(s.port);
+    const disk = await RemoteDisk.connect({ url: proxy.url('disk0'), ioTimeoutMs: 300, ...quick });
+    try {
+      proxy.stall();
+      // 32 MiB of 1 MiB writes: far more than the kernel's socket buffers take, so most frames wait
+      // in the client socket's queue when their requests time out.
+      const bufs: Buffer[] = [];
+      const writes = [];
+      for (let i = 0; i < 32; i++) {
+        const payload = pattern(MiB, 100 + i);
+        bufs.push(payload);
+        writes.push(tracked(disk, { op: Op.Write, offset: i * MiB, length: MiB, flags: 0, payload }));
+      }
+      await Promise.all(writes.map((w) => w.done));
+      assert.ok(writes.every((w) => w.status === Errno.EIO), 'every write timed out');
+      // What a frontend does once its callback ran: the buffer holds the next request's data.
+      for (const b of bufs) b.fill(0xee);
+      proxy.resume();
+      // Read back on a connection of its own (no I/O timeout): everything still queued reaches
+      // the server, in order, on the first connection.
+      const check = await RemoteDisk.connect({ url: s.url('disk0'), ...quick });
+      try {
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline) {
+          const last = await io(check, { op: Op.Read, offset: 31 * MiB, length: MiB });
+          if (last.data!.equals(pattern(MiB, 131))) break;
+          await sleep(50);
+        }
+        for (let i = 0; i < 32; i++) {
+          const got = await io(check, { op: Op.Read, offset: i * MiB, length: MiB });
+          assert.equal(got.status, 0);
+          assert.ok(got.data!.equals(pattern(MiB, 100 + i)), `MiB ${i}: the server did not get the bytes given (0xee: the caller's reused buffer)`);
+        }
+      } finally {
+        await check.close();
+      }
+      assert.equal(disk.stats.reconnects, 0, 'the timed-out writes did not cost the connection');
+      assert.ok(disk.stats.connected);
+    } finally {
+      await disk.close();
+      await proxy.close();
+      await s.close();
+    }
+  });
+});

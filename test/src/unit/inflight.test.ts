@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Op } from '@wsblk/shared';
+import { Op, bufferPool } from '@wsblk/shared';
 import { InflightTable, type InflightEntry } from '@wsblk/client';
 
 function entry(seq: number, bytes: number, since = seq): InflightEntry {
@@ -170,4 +170,38 @@ test('drainAll removes and returns everything', () => {
   assert.equal(t.size, 0);
   assert.equal(t.bytesInFlight, 0);
   assert.deepEqual(take(t), []);
+});
+
+test('a WRITE payload is the table\'s own: a copy of a caller\'s buffer, which the caller may reuse once the request leaves', () => {
+  const t = new InflightTable(1 << 20);
+  const mine = Buffer.alloc(4096, 7);
+  const e: InflightEntry = { seq: 1, req: { op: Op.Write, offset: 0, length: 4096, flags: 0, payload: mine }, cb: () => {}, bytes: 4096, sent: false, since: 0 };
+  t.add(e);
+  const owned = (e as { payload?: Buffer }).payload;
+  assert.ok(owned, 'the entry carries the bytes it sends');
+  assert.notEqual(owned.buffer, mine.buffer, 'not a view of the caller\'s buffer');
+  mine.fill(0xee);
+  assert.ok(owned.equals(Buffer.alloc(4096, 7)), 'what is sent (and replayed) is what was given');
+  // Reads, flushes and discards carry nothing.
+  const r: InflightEntry = { seq: 2, req: { op: Op.Read, offset: 0, length: 4096, flags: 0 }, cb: () => {}, bytes: 4096, sent: false, since: 0 };
+  t.add(r);
+  assert.equal((r as { payload?: Buffer }).payload, undefined);
+});
+
+test('a pooled WRITE payload is retained, not copied, and released when the request completes or is drained', () => {
+  const t = new InflightTable(64 << 20);
+  const pooled = bufferPool.take(1 << 20);
+  const e: InflightEntry = { seq: 1, req: { op: Op.Write, offset: 0, length: 1 << 20, flags: 0, payload: pooled.subarray(0, 1 << 20) }, cb: () => {}, bytes: 1 << 20, sent: false, since: 0 };
+  t.add(e);
+  assert.equal((e as { payload?: Buffer }).payload?.buffer, pooled.buffer, 'no copy of a pooled buffer');
+  bufferPool.release(pooled); // the caller's callback ran: only the table holds it now
+  assert.ok(bufferPool.holds(pooled), 'the table keeps it');
+  t.complete(1);
+  assert.ok(!bufferPool.holds(pooled), 'back to the pool once the request left the table');
+
+  const again = bufferPool.take(1 << 20);
+  t.add({ seq: 2, req: { op: Op.Write, offset: 0, length: 1 << 20, flags: 0, payload: again }, cb: () => {}, bytes: 1 << 20, sent: false, since: 0 });
+  bufferPool.release(again);
+  t.drainAll();
+  assert.ok(!bufferPool.holds(again), 'drainAll lets go too');
 });
