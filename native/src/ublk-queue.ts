@@ -25,23 +25,23 @@ export class UblkRequestBatch {
 
   /** The request's tag: its buffer is queue.tagBuffer(tag); complete it with queue.complete(tag, ...). */
   tag(i: number): number {
-    return this.words[i * WORDS];
+    return this.words[i * WORDS]!;
   }
   /** UBLK_IO_OP value (READ, WRITE, FLUSH, DISCARD, WRITE_ZEROES, ...). */
   op(i: number): number {
-    return this.words[i * WORDS + 1] & OP_MASK;
+    return this.words[i * WORDS + 1]! & OP_MASK;
   }
   /** UBLK_IO_F bits (FUA, NOUNMAP, ...). */
   flags(i: number): number {
-    return this.words[i * WORDS + 1] & ~OP_MASK;
+    return this.words[i * WORDS + 1]! & ~OP_MASK;
   }
   /** Byte offset on the device. */
   offset(i: number): number {
-    return this.words[i * WORDS + 3] * 512;
+    return this.words[i * WORDS + 3]! * 512;
   }
   /** Length in bytes (for READ/WRITE the bytes in the tag buffer). */
   bytes(i: number): number {
-    return this.words[i * WORDS + 2] * 512;
+    return this.words[i * WORDS + 2]! * 512;
   }
 }
 
@@ -187,7 +187,7 @@ export class UblkQueue {
 
   /** The buffer of one tag (maxIoBytes long): write data arrives here, read data goes here. */
   tagBuffer(tag: number): Buffer {
-    return this.tagViews[tag];
+    return this.tagViews[tag]!;
   }
 
   /**
@@ -216,7 +216,7 @@ export class UblkQueue {
     if (n === 0 || this.isClosed) return 0;
     this.staged = 0;
     for (let i = 0; i < n; i++) {
-      const tag = this.commits[i * 2];
+      const tag = this.commits[i * 2]!;
       if (this.tagState[tag] === TAG_STAGED) this.tagState[tag] = TAG_IN_KERNEL;
     }
     if (this.isStopped) return 0;
@@ -248,7 +248,7 @@ export class UblkQueue {
     if (nFaults > 0) this.handleFaults(nFaults);
     if (nRequests > 0) {
       const words = this.requestWords;
-      for (let i = 0; i < nRequests; i++) this.tagState[words[i * WORDS]] = TAG_HELD;
+      for (let i = 0; i < nRequests; i++) this.tagState[words[i * WORDS]!] = TAG_HELD;
       this.batch.length = nRequests;
       this.handlers.onRequests(this.batch, this);
     }
@@ -258,8 +258,8 @@ export class UblkQueue {
     const faults = this.raw.faults;
     let newlyAborted = 0;
     for (let i = 0; i < n; i++) {
-      const tag = faults[i * 2];
-      const res = faults[i * 2 + 1];
+      const tag = faults[i * 2]!;
+      const res = faults[i * 2 + 1]!;
       if (res === -19 /* ENODEV: aborted */) {
         if (this.tagState[tag] !== TAG_ABORTED) {
           this.tagState[tag] = TAG_ABORTED;

@@ -242,7 +242,9 @@ export class ServerConnection {
 function handshakeCloseError(url: string, code: number, reason: string): ConnectError {
   const why = `${code}${reason ? ' ' + reason : ''}`;
   if (code === CloseCode.WriterBusy) {
-    return new ConnectError(`${url}: refused: ${reason || 'the export has another writer'} (--steal takes the export over)`, undefined, true, code, reason);
+    // The server's reason names the holder and says how to take over; an older server's may not.
+    const hint = /--steal/.test(reason) ? '' : ' (--steal takes the export over)';
+    return new ConnectError(`${url}: refused: ${reason || 'the export has another writer'}${hint}`, undefined, true, code, reason);
   }
   if (code === CloseCode.BadSecret) return new ConnectError(`${url}: refused: the session's secret does not match (${why})`, undefined, true, code, reason);
   if (code === CloseCode.Fenced) return new ConnectError(`${url}: refused: this session was taken over (${why})`, undefined, true, code, reason);

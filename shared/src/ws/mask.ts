@@ -13,7 +13,7 @@ export function unmask(buf: Buffer, mask: number): void {
   const n = buf.length;
   const lead = Math.min(n, (4 - (buf.byteOffset & 3)) & 3);
   let i = 0;
-  for (; i < lead; i++) buf[i] ^= mask >>> (24 - 8 * i);
+  for (; i < lead; i++) buf[i] = buf[i]! ^ (mask >>> (24 - 8 * i));
   const words = (n - i) >>> 2;
   if (words > 0) {
     for (let k = 0; k < 4; k++) wordBytes[k] = mask >>> (24 - 8 * ((i + k) & 3));
@@ -21,15 +21,15 @@ export function unmask(buf: Buffer, mask: number): void {
     const w = new Int32Array(buf.buffer, buf.byteOffset + i, words);
     let j = 0;
     for (; j + 3 < words; j += 4) {
-      w[j] ^= key;
-      w[j + 1] ^= key;
-      w[j + 2] ^= key;
-      w[j + 3] ^= key;
+      w[j] = w[j]! ^ key;
+      w[j + 1] = w[j + 1]! ^ key;
+      w[j + 2] = w[j + 2]! ^ key;
+      w[j + 3] = w[j + 3]! ^ key;
     }
-    for (; j < words; j++) w[j] ^= key;
+    for (; j < words; j++) w[j] = w[j]! ^ key;
     i += words * 4;
   }
-  for (; i < n; i++) buf[i] ^= mask >>> (24 - 8 * (i & 3));
+  for (; i < n; i++) buf[i] = buf[i]! ^ (mask >>> (24 - 8 * (i & 3)));
 }
 
 /** Random masking keys, taken from the kernel 1024 at a time rather than a call per frame. */

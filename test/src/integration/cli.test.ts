@@ -199,15 +199,16 @@ test('a token in the URL (ws://:TOKEN@host/x) is used, and is in none of argv, t
   const port = await freePort();
   const token = 'url-token-7f3a9c1e5b';
   const tokens = join(dir, 'tokens');
-  writeFileSync(tokens, `${token} d0 rw\n`);
+  writeFileSync(tokens, `${token} d0,d1 rw\n`);
   const { startProc, waitForPort } = await import('../support/procs.js');
-  const s = startProc(process.execPath, [WSBLK, 'serve', '--listen', `127.0.0.1:${port}`, '--export', 'd0=memory:16M', '--token-file', tokens]);
+  const s = startProc(process.execPath, [WSBLK, 'serve', '--listen', `127.0.0.1:${port}`, '--export', 'd0=memory:16M', '--export', 'd1=memory:16M', '--token-file', tokens]);
   t.after(() => { s.child.kill('SIGKILL'); });
   await waitForPort(port);
   const run = join(dir, 'run');
   const env = { WSBLK_RUN_DIR: run, WSBLK_TOKEN: '' };
   t.after(() => wsblk(['disconnect', '--all'], env));
-  for (const [i, url] of [`ws://:${token}@127.0.0.1:${port}/d0`, `ws://${token}@127.0.0.1:${port}/d0`].entries()) {
+  // One export per device: each is its export's one writer.
+  for (const [i, url] of [`ws://:${token}@127.0.0.1:${port}/d0`, `ws://${token}@127.0.0.1:${port}/d1`].entries()) {
     const c = await wsblk(['connect', url, '--nbd', join(dir, `s${i}.sock`)], env);
     assert.equal(c.code, 0, c.stderr);
     assert.ok(!(c.stdout + c.stderr).includes(token), 'not in the output of connect');
@@ -216,9 +217,9 @@ test('a token in the URL (ws://:TOKEN@host/x) is used, and is in none of argv, t
   const lj = await wsblk(['list', '--json'], env);
   const rows = JSON.parse(lj.stdout) as Array<{ id: string; pid: number; url: string; state: string }>;
   assert.equal(rows.length, 2);
-  for (const row of rows) {
+  for (const [i, row] of rows.entries()) {
     assert.equal(row.state, 'connected');
-    assert.equal(row.url, `ws://127.0.0.1:${port}/d0`, 'the URL without its credentials');
+    assert.equal(row.url, `ws://127.0.0.1:${port}/d${i}`, 'the URL without its credentials');
     const where: Array<[string, string]> = [
       ['argv', readFileSync(`/proc/${row.pid}/cmdline`, 'utf8')],
       ['state file', readFileSync(join(run, `${row.id}.json`), 'utf8')],

@@ -370,7 +370,7 @@ describe('payload ownership', () => {
       proxy.resume();
       // Read back on a connection of its own (no I/O timeout): everything still queued reaches
       // the server, in order, on the first connection.
-      const check = await RemoteDisk.connect({ url: s.url('disk0'), ...quick });
+      const check = await RemoteDisk.connect({ url: s.url('disk0'), readOnly: true, ...quick });
       try {
         const deadline = Date.now() + 10_000;
         while (Date.now() < deadline) {

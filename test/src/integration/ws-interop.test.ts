@@ -285,7 +285,7 @@ function framesIn(stream: Buffer): Array<{ opcode: number; payload: Buffer }> {
     if (masked) hl += 4;
     if (pos + hl + len > stream.length) break;
     const payload = Buffer.from(stream.subarray(pos + hl, pos + hl + len));
-    if (key) for (let i = 0; i < len; i++) payload[i] ^= key[i & 3]!;
+    if (key) for (let i = 0; i < len; i++) payload[i] = payload[i]! ^ key[i & 3]!;
     out.push({ opcode, payload });
     pos += hl + len;
   }

@@ -76,7 +76,7 @@ export function readFrames(stream: Buffer): { frames: WireFrame[]; used: number 
     if (masked) hl += 4;
     if (pos + hl + len > stream.length) break;
     const payload = Buffer.from(stream.subarray(pos + hl, pos + hl + len));
-    if (key) for (let i = 0; i < len; i++) payload[i] ^= key[i & 3]!;
+    if (key) for (let i = 0; i < len; i++) payload[i] = payload[i]! ^ key[i & 3]!;
     frames.push({ opcode: stream[pos]! & 0x0f, fin: (stream[pos]! & 0x80) !== 0, key, payload });
     pos += hl + len;
   }

@@ -37,10 +37,10 @@ test('ublksrv_io_desc and ublksrv_io_cmd field offsets', () => {
 });
 
 test('ublk_params: basic at 8, discard at 40, with their field offsets', () => {
-  assert.equal(layout.offsets.params.len, 0);
-  assert.equal(layout.offsets.params.types, 4);
-  assert.equal(layout.offsets.params.basic, 8);
-  assert.equal(layout.offsets.params.discard, 40);
+  assert.equal(layout.offsets.params!.len, 0);
+  assert.equal(layout.offsets.params!.types, 4);
+  assert.equal(layout.offsets.params!.basic, 8);
+  assert.equal(layout.offsets.params!.discard, 40);
   assert.deepEqual(layout.offsets.paramBasic, {
     attrs: 0, logicalBsShift: 4, physicalBsShift: 5, ioOptShift: 6, ioMinShift: 7,
     maxSectors: 8, chunkSectors: 12, devSectors: 16, virtBoundaryMask: 24,
@@ -52,8 +52,8 @@ test('ublk_params: basic at 8, discard at 40, with their field offsets', () => {
 });
 
 test('the uring command sits at byte 48 of the SQE, cmd_op at 8', () => {
-  assert.equal(layout.offsets.ioUringSqe.cmd, 48);
-  assert.equal(layout.offsets.ioUringSqe.cmdOp, 8);
+  assert.equal(layout.offsets.ioUringSqe!.cmd, 48);
+  assert.equal(layout.offsets.ioUringSqe!.cmdOp, 8);
   assert.equal(layout.opcodes.IORING_OP_URING_CMD, 46);
 });
 
