@@ -7,3 +7,5 @@ export type { Frontend, FrontendFactory } from './daemon/frontend.js';
 export * from './daemon/rundir.js';
 export { askControl } from './daemon/control.js';
 export { tuneDaemonMemory, DAEMON_V8_FLAGS, DAEMON_TRIM_THRESHOLD } from './daemon/memory.js';
+export { RangeLock, type RangeHold } from './replica/range-lock.js';
+export { DirtyMap, regionShiftFor } from './replica/dirty-map.js';
