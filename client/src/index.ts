@@ -9,3 +9,7 @@ export { askControl } from './daemon/control.js';
 export { tuneDaemonMemory, DAEMON_V8_FLAGS, DAEMON_TRIM_THRESHOLD } from './daemon/memory.js';
 export { RangeLock, type RangeHold } from './replica/range-lock.js';
 export { DirtyMap, regionShiftFor } from './replica/dirty-map.js';
+export { ReplicaSet, type ReplicaSetOptions, type ReplicaSetStatus, type ReplicaStatus, type ReplicaState } from './replica/replica-set.js';
+export { decideMembership, AttachRefused, type SetRecord, type Attached } from './replica/membership.js';
+export type { ReplicaLink } from './replica/link.js';
+export { Resync, ResyncError } from './replica/resync.js';

@@ -12,7 +12,7 @@ import { crc32 } from 'node:zlib';
  * saved lazily: losing them only means copying a region again.
  *
  * File: a 64-byte header (magic, version, region shift, size, resync position, owner tag,
- * crc32 of the rest) then the bitmap; replaced whole by rename, so it is old or new, never torn.
+ * epoch, crc32 of the rest) then the bitmap; replaced whole by rename, so it is old or new, never torn.
  */
 const MAGIC = 'WSBLKDM1';
 const HEADER = 64;
@@ -34,6 +34,12 @@ export class DirtyMap {
   private dirty = 0;
   /** Where resync goes on (a region index), saved with the map. */
   private resyncAt = 0;
+  /**
+   * The set's epoch when the map was last saved. A map is trusted at attach only if the set is
+   * still at that epoch: every attach bumps the epoch, so writes by another client (which this
+   * map never saw) make it stale.
+   */
+  epoch = 0;
   /** A save is running; `again` asks for one more after it (bits changed meanwhile). */
   private saving: Promise<void> | null = null;
   private again = false;
@@ -54,8 +60,20 @@ export class DirtyMap {
 
   /** A new, empty map (saved at once, so its existence records that tracking started). */
   static async create(path: string, size: number, owner: string): Promise<DirtyMap> {
-    const m = new DirtyMap(path, size, regionShiftFor(size), owner);
+    const m = DirtyMap.fresh(path, size, owner);
     await m.save();
+    return m;
+  }
+
+  /** A new map in memory; its first mark() (or flush()) saves it. `all`: every region dirty. */
+  static fresh(path: string, size: number, owner: string, all = false): DirtyMap {
+    const m = new DirtyMap(path, size, regionShiftFor(size), owner);
+    if (all) {
+      m.bits.fill(0xff);
+      const extra = m.bits.length * 8 - m.regions;
+      if (extra) m.bits[m.bits.length - 1] = 0xff >> extra;
+      m.dirty = m.regions;
+    }
     return m;
   }
 
@@ -74,11 +92,12 @@ export class DirtyMap {
     if (buf.readUInt32LE(60) !== checksum(buf)) return null;
     const shift = buf.readUInt32LE(12);
     const savedSize = Number(buf.readBigUInt64LE(16));
-    const tag = buf.subarray(32, 56).toString('latin1').replace(/\0+$/, '');
+    const tag = buf.subarray(32, 48).toString('latin1');
     if (savedSize !== size || tag !== ownerTag(owner) || shift < MIN_REGION_SHIFT || shift > 52) return null;
     const m = new DirtyMap(path, size, shift, owner, new Uint8Array(buf.subarray(HEADER)));
     if (m.bits.length !== Math.ceil(m.regions / 8)) return null;
     m.resyncAt = Math.min(Number(buf.readBigUInt64LE(24)), m.regions);
+    m.epoch = Number(buf.readBigUInt64LE(48));
     return m;
   }
 
@@ -179,7 +198,8 @@ export class DirtyMap {
     buf.writeUInt32LE(this.regionShift, 12);
     buf.writeBigUInt64LE(BigInt(this.size), 16);
     buf.writeBigUInt64LE(BigInt(this.resyncAt), 24);
-    buf.write(ownerTag(this.owner), 32, 24, 'latin1');
+    buf.write(ownerTag(this.owner), 32, 16, 'latin1');
+    buf.writeBigUInt64LE(BigInt(this.epoch), 48);
     Buffer.from(this.bits.buffer, this.bits.byteOffset, this.bits.length).copy(buf, HEADER);
     buf.writeUInt32LE(checksum(buf), 60);
     const tmp = `${this.path}.tmp`;
@@ -201,10 +221,9 @@ export class DirtyMap {
   }
 }
 
-/** 24 characters that name the owner (a hash: owners are URLs and ids of any length). */
+/** 16 characters that name the owner (a hash: owners are URLs and ids of any length). */
 function ownerTag(owner: string): string {
-  return (crc32(owner) >>> 0).toString(16).padStart(8, '0') + (crc32(owner + '\0') >>> 0).toString(16).padStart(8, '0')
-    + owner.length.toString(16).padStart(8, '0');
+  return (crc32(owner) >>> 0).toString(16).padStart(8, '0') + (crc32(owner + '\0') >>> 0).toString(16).padStart(8, '0');
 }
 
 /** crc32 of the header before its checksum field, then of the bitmap. */
