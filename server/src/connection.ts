@@ -183,6 +183,8 @@ export class ServerConnection {
       case Op.WriteZeroes:
         if (readOnly) return Errno.EPERM;
         return end > info.size ? Errno.ENOSPC : 0;
+      default:
+        return Errno.ENOTSUP;
     }
   }
 
@@ -208,6 +210,8 @@ export class ServerConnection {
       case Op.WriteZeroes:
         p = backend.writeZeroes(req.offset, req.length, (req.flags & FLAG_NO_UNMAP) !== 0, (req.flags & FLAG_FUA) !== 0);
         break;
+      default:
+        return this.reply({ seq: req.seq, status: Errno.ENOTSUP });
     }
     // The payload may lie in a pooled frame that goes back when this message's handler returns:
     // hold it until the backend is done with it (a file write is still running then).

@@ -8,6 +8,7 @@ export class ProtocolError extends Error {
 const ERRNO_NAMES: Record<number, string> = {
   [Errno.OK]: 'OK',
   [Errno.EPERM]: 'EPERM',
+  [Errno.ENOENT]: 'ENOENT',
   [Errno.EIO]: 'EIO',
   [Errno.ENOMEM]: 'ENOMEM',
   [Errno.EINVAL]: 'EINVAL',
@@ -15,6 +16,7 @@ const ERRNO_NAMES: Record<number, string> = {
   [Errno.EOVERFLOW]: 'EOVERFLOW',
   [Errno.ENOTSUP]: 'ENOTSUP',
   [Errno.ESHUTDOWN]: 'ESHUTDOWN',
+  [Errno.ESTALE]: 'ESTALE',
   [Errno.ETIMEDOUT]: 'ETIMEDOUT',
 };
 

@@ -11,3 +11,4 @@ export * from './onread.js';
 export * from './token.js';
 export * from './pool.js';
 export * from './microtask.js';
+export * from './set-record.js';

@@ -1,15 +1,9 @@
-/**
- * The membership record each replica keeps next to its data (written atomically by its server):
- * which set it belongs to, the set's epoch, and the replicas in sync at that epoch. The client
- * bumps the epoch and writes the record to every remaining in-sync replica before a write that
- * follows an ejection completes, so the highest epoch's list is the truth at attach.
- */
-export interface SetRecord {
-  setId: string;
-  epoch: number;
-  /** Replica ids (their URLs without credentials) in sync at this epoch. */
-  inSync: string[];
-}
+// The membership record (shared/src/set-record.ts) each replica keeps next to its data: the
+// client bumps the epoch and writes it to every remaining in-sync replica before a write that
+// follows an ejection completes, so the highest epoch's list is the truth at attach.
+import type { SetRecord } from '@wsblk/shared';
+
+export type { SetRecord };
 
 export interface Attached {
   /** Replicas that serve reads at once. */
