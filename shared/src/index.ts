@@ -12,3 +12,4 @@ export * from './token.js';
 export * from './pool.js';
 export * from './microtask.js';
 export * from './set-record.js';
+export * from './atomic-write.js';

@@ -1,6 +1,6 @@
-import { open, rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { writeFileDurably } from '@wsblk/shared';
 import { crc32 } from 'node:zlib';
 
 /**
@@ -202,22 +202,7 @@ export class DirtyMap {
     buf.writeBigUInt64LE(BigInt(this.epoch), 48);
     Buffer.from(this.bits.buffer, this.bits.byteOffset, this.bits.length).copy(buf, HEADER);
     buf.writeUInt32LE(checksum(buf), 60);
-    const tmp = `${this.path}.tmp`;
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(buf);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.path);
-    // The rename is durable once the directory is.
-    const dir = await open(dirname(this.path), 'r');
-    try {
-      await dir.datasync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileDurably(this.path, buf);
   }
 }
 
