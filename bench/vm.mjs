@@ -18,7 +18,7 @@ const RESULTS = join(ROOT, 'bench', 'results');
 const GUEST = join(ROOT, 'bench', 'vm-guest.mjs');
 const RUN_SH = join(ROOT, 'test', 'vm', 'run.sh');
 
-export const VM_HELP = `Usage: node bench/run.mjs --vm [options]
+const VM_HELP = `Usage: node bench/run.mjs --vm [options]
 
 Boots test/vm's qemu (TCG) guest once and, inside it, runs the same fio jobs (direct I/O on the
 block device, io_uring) interleaved on:
@@ -79,7 +79,7 @@ const OPTIONS = {
 export { UsageError as VmUsageError };
 
 
-export function parseVmOptions(argv) {
+function parseVmOptions(argv) {
   const { values, num, list, size, choice } = readOptions(argv, OPTIONS);
   const quick = !!values.quick;
   let targets = list('targets', Object.keys(VM_TARGETS), DEFAULT_TARGETS);
@@ -152,13 +152,13 @@ function runGuest(opts, scratch) {
 const ratio = (a, b) => (a == null || b == null || b === 0 ? null : a / b);
 
 /** The pairs "target/peer" a run reports: every target that is not a peer against every peer run. */
-export function ratioPairs(targets) {
+function ratioPairs(targets) {
   const peers = BASELINES.filter((b) => targets.includes(b));
   return targets.filter((t) => !BASELINES.includes(t)).flatMap((t) => peers.map((b) => ({ key: `${t}/${b}`, target: t, peer: b })));
 }
 
 /** Per job: runs per target, medians, ratios target/peer. */
-export function summarize(opts, guestResult) {
+function summarize(opts, guestResult) {
   const jobs = {};
   for (const job of VM_JOBS.filter((j) => opts.jobs.includes(j.name))) {
     const { optional, ...spec } = job; // eslint-disable-line no-unused-vars
@@ -184,7 +184,7 @@ export function summarize(opts, guestResult) {
   return jobs;
 }
 
-export function checkVmGoals(jobs) {
+function checkVmGoals(jobs) {
   const goals = [];
   const how = { 'nbd-tcp': 'over loopback TCP, as ours', nbd: 'over a Unix socket' };
   for (const peer of BASELINES) {
@@ -203,7 +203,7 @@ export function checkVmGoals(jobs) {
   return goals;
 }
 
-export function formatVmReport(results) {
+function formatVmReport(results) {
   const o = results.options;
   const targets = o.targets;
   const pairs = ratioPairs(targets).map((p) => p.key);

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // `npm start`: a storage server with a default export (a 1 GiB sparse file under ./data) on
 // localhost, connected as a local device: ublk where the kernel has it, else an NBD export.
-// Ctrl-C disconnects the device and stops the server.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+// The server takes one token, generated into ./data/token (0600). Ctrl-C disconnects the
+// device, then stops the server.
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,12 +31,33 @@ if (await portOpen()) {
   process.exit(1);
 }
 
+// A token even on loopback: a web page can reach a token-less local server (DNS rebinding).
+// It stays in a file (never in argv, where `ps` shows it) and is kept across starts.
+const tokenFile = join(data, 'token');
+if (!existsSync(tokenFile)) {
+  writeFileSync(tokenFile, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+}
+const tokenStat = lstatSync(tokenFile);
+if (!tokenStat.isFile() || tokenStat.uid !== process.getuid?.() || (tokenStat.mode & 0o077)) {
+  console.error(`wsblk start: ${tokenFile} must be a file of yours that only you can read (chmod 600 it, or remove it for a new token)`);
+  process.exit(1);
+}
+const env = { ...process.env };
+delete env.WSBLK_TOKEN; // the token file is the only one
+
 const image = join(data, `${exportName}.img`);
-const server = spawn(process.execPath, [wsblk, 'serve', '--listen', `127.0.0.1:${port}`,
-  '--export', `${exportName}=file:${image}${existsSync(image) ? '' : ',size=1G'}`], { stdio: ['ignore', 'inherit', 'inherit'] });
+const serve = [wsblk, 'serve', '--listen', `127.0.0.1:${port}`, '--token-file', tokenFile,
+  '--export', `${exportName}=file:${image}${existsSync(image) ? '' : ',size=1G'}`];
+// The server is in a process group of its own, so a Ctrl-C in the terminal reaches only this
+// script, which disconnects the device first. setpriv stops it if this script is killed.
+const pdeathsig = spawnSync('setpriv', ['--pdeathsig', 'TERM', 'true']).status === 0;
+const server = pdeathsig
+  ? spawn('setpriv', ['--pdeathsig', 'TERM', '--', process.execPath, ...serve], { stdio: ['ignore', 'inherit', 'inherit'], detached: true, env })
+  : spawn(process.execPath, serve, { stdio: ['ignore', 'inherit', 'inherit'], detached: true, env });
 server.on('exit', (code) => {
   if (!stopping) { console.error(`wsblk start: the server exited (${code})`); process.exit(1); }
 });
+process.on('exit', () => server.kill('SIGTERM'));
 let stopping = false;
 for (let i = 0; !(await portOpen()); i++) {
   if (i > 200) { console.error('wsblk start: the server did not start listening'); server.kill(); process.exit(1); }
@@ -43,10 +66,10 @@ for (let i = 0; !(await portOpen()); i++) {
 
 const url = `ws://127.0.0.1:${port}/${exportName}`;
 const ublk = existsSync('/dev/ublk-control');
-const args = ['connect', url, ...(ublk ? [] : ['--nbd', join(data, `${exportName}.sock`)])];
+const args = ['connect', url, '--token-file', tokenFile, ...(ublk ? [] : ['--nbd', join(data, `${exportName}.sock`)])];
 let device;
 try {
-  device = execFileSync(process.execPath, [wsblk, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  device = execFileSync(process.execPath, [wsblk, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env }).trim();
 } catch {
   stopping = true;
   server.kill('SIGTERM');
@@ -68,6 +91,9 @@ if (ublk) {
 }
 say(`  WSBLK_RUN_DIR=${process.env.WSBLK_RUN_DIR} node ${wsblk} list`);
 say('');
+say(`The server takes only the token in ${tokenFile} (yours alone; remove it for a new one). Another device:`);
+say(`  node ${wsblk} connect ${url} --token-file ${tokenFile} --nbd /tmp/other.sock`);
+say('');
 say('Press Ctrl-C to disconnect and stop the server.');
 
 const stop = async () => {
@@ -75,12 +101,11 @@ const stop = async () => {
   stopping = true;
   say('\nDisconnecting...');
   try {
-    execFileSync(process.execPath, [wsblk, 'disconnect', device], { stdio: 'inherit' });
+    execFileSync(process.execPath, [wsblk, 'disconnect', device], { stdio: 'inherit', env });
   } catch { /* the error was printed */ }
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
   say('Stopped.');
   process.exit(0);
 };
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, stop);

@@ -1,7 +1,7 @@
 // Round trip of 64 bytes between two processes over a Unix socketpair: the floor of one hop.
 // Blocking read/write, or (argument "epoll") each side waiting in epoll_wait first, as an event
 // loop such as libuv does. Build and run: cc -O2 -o /tmp/pingpong bench/floor/pingpong.c &&
-// /tmp/pingpong && /tmp/pingpong epoll. Results: bench/README.md, "What one hop costs".
+// /tmp/pingpong && /tmp/pingpong epoll. Results: bench/RESULTS.md, "What one hop costs".
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>

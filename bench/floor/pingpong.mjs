@@ -1,7 +1,7 @@
 // Round trip of 64 bytes between two Node processes over loopback TCP, the server reading with
 // 'data' events or with onread (as wsblk's server and daemon do): the floor of one Node hop, and
 // the server's CPU per round trip. Run: node bench/floor/pingpong.mjs [rounds]
-// Results: bench/README.md, "What one hop costs".
+// Results: bench/RESULTS.md, "What one hop costs".
 import { fork } from 'node:child_process';
 import { createServer, connect, Socket } from 'node:net';
 import { once } from 'node:events';

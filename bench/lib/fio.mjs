@@ -31,7 +31,7 @@ export function parseFioJob(job, dir) {
 }
 
 /** fio's JSON: it may print "fio: connected to NBD server" lines before it; skip to the first '{'. */
-export function parseFioJson(text) {
+function parseFioJson(text) {
   const at = text.indexOf('{');
   if (at < 0) throw new Error('fio wrote no JSON');
   return JSON.parse(text.slice(at));
@@ -67,7 +67,7 @@ export async function runFio({ dir, tag, common, sections, timeoutMs }) {
 }
 
 /** Common options of every measured job (time based, a warm-up excluded from the numbers). */
-export function timedOptions({ runtime, ramp, region }) {
+function timedOptions({ runtime, ramp, region }) {
   return { ioengine: 'nbd', size: region, time_based: true, runtime: String(runtime), ramp_time: String(ramp), group_reporting: true, randrepeat: '0', norandommap: true };
 }
 

@@ -1,7 +1,6 @@
 // Child processes of the benchmark: every one is registered, and every one is stopped when the
 // bench ends, fails, or is interrupted (SIGINT/SIGTERM/SIGHUP, uncaught error).
 import { spawn } from 'node:child_process';
-import { createConnection } from 'node:net';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -83,15 +82,6 @@ export async function waitFor(what, test, { timeoutMs = 20_000, proc, intervalMs
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${proc ? `:\n${tail(proc.output())}` : ''}`);
     await sleep(intervalMs);
   }
-}
-
-/** True once something accepts connections on the Unix socket. */
-export function unixSocketAccepts(path) {
-  return new Promise((resolve) => {
-    const s = createConnection({ path });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
 }
 
 export function tail(text, lines = 8) {

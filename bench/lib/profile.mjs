@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 
 /** Where a frame's code lives: our packages, a dependency, Node itself, or a V8 pseudo-frame. */
-export function areaOf(url, functionName) {
+function areaOf(url, functionName) {
   if (!url) {
     if (/^\((garbage collector|idle|program|root)\)$/.test(functionName)) return functionName;
     return '(native/V8 builtins)';

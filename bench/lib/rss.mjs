@@ -1,8 +1,6 @@
 // Resident memory of a process, from /proc/PID/status (VmRSS now, VmHWM the peak so far).
 import { readFileSync } from 'node:fs';
 
-export const MIB = 1048576;
-
 /** { rssMiB, hwmMiB } of a live process, or null when it is gone. */
 export function memoryOf(pid) {
   let text;

@@ -19,7 +19,7 @@ export const TARGETS = {
 };
 
 /** The wsblk entry point of a checkout (built: client/dist present). */
-export function wsblkOf(dir) {
+function wsblkOf(dir) {
   const bin = join(resolve(dir), 'client', 'bin', 'wsblk.js');
   if (!existsSync(join(resolve(dir), 'client', 'dist', 'cli', 'main.js'))) throw new Error(`--baseline ${dir}: not a built wsblk checkout (no client/dist/cli/main.js; run npm ci there)`);
   return bin;

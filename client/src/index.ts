@@ -5,6 +5,7 @@ export { NbdExport, type NbdExportOptions } from './nbd/index.js';
 export { Daemon, type DaemonOptions } from './daemon/daemon.js';
 export type { Frontend, FrontendFactory } from './daemon/frontend.js';
 export * from './daemon/rundir.js';
+export { fileIdentity, isFile, isProcess, processIdentity, type DeviceIdentity } from './daemon/identity.js';
 export { askControl } from './daemon/control.js';
 export { tuneDaemonMemory, DAEMON_V8_FLAGS, DAEMON_TRIM_THRESHOLD } from './daemon/memory.js';
 export { RangeLock, type RangeHold } from './replica/range-lock.js';

@@ -3,7 +3,6 @@
 
 #include "fileops.h"
 #include "sockio.h"
-#include "test_hooks.h"
 #include "ublk_control.h"
 #include "ublk_queue.h"
 #include "unix_listener.h"
@@ -14,7 +13,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wsblk::InitUblkControl(env, exports);
   wsblk::UblkQueue::Init(env, exports);
   wsblk::UnixListener::Init(env, exports);
-  wsblk::InitTestHooks(env, exports);
   return exports;
 }
 

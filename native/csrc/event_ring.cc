@@ -62,12 +62,4 @@ void EventRing::Close() {
   ring_.Close();
 }
 
-void EventRing::Ref() {
-  if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-}
-
-void EventRing::Unref() {
-  if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-}
-
 }  // namespace wsblk

@@ -23,9 +23,6 @@ class EventRing {
   void Close();
   Ring& ring() { return ring_; }
   bool IsOpen() const { return ring_.IsOpen(); }
-  // Whether the poll handle keeps the loop alive (it does after Init).
-  void Ref();
-  void Unref();
 
  private:
   static void OnPoll(uv_poll_t* handle, int status, int events);

@@ -1,8 +1,8 @@
-// Hooks for unit tests that run without ublk: the ABI layout as compiled, the raw io_uring
-// wrapper against a regular file, and the eventfd + uv_poll batch path with NOPs.
-#include "test_hooks.h"
-
+// The test addon (wsblk_native_test.node, never loaded in production): hooks for unit tests that
+// run without ublk: the ABI layout and constants as compiled, the raw io_uring wrapper against a
+// regular file, and the eventfd + uv_poll batch path with NOPs.
 #include <fcntl.h>
+#include <napi.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -329,14 +329,15 @@ Napi::Value UringNopBatch(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+}  // namespace wsblk
 
-void InitTestHooks(Napi::Env env, Napi::Object exports) {
-  Napi::Object hooks = Napi::Object::New(env);
-  hooks.Set("abiLayout", Napi::Function::New(env, AbiLayout, "abiLayout"));
-  hooks.Set("uringFileRoundTrip", Napi::Function::New(env, UringFileRoundTrip, "uringFileRoundTrip"));
-  hooks.Set("uringNopBatch", Napi::Function::New(env, UringNopBatch, "uringNopBatch"));
-  exports.Set("testHooks", hooks);
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  using namespace wsblk;
+  exports.Set("abiLayout", Napi::Function::New(env, AbiLayout, "abiLayout"));
+  exports.Set("uringFileRoundTrip", Napi::Function::New(env, UringFileRoundTrip, "uringFileRoundTrip"));
+  exports.Set("uringNopBatch", Napi::Function::New(env, UringNopBatch, "uringNopBatch"));
   exports.Set("UBLK", AbiConstants(env));
+  return exports;
 }
 
-}  // namespace wsblk
+NODE_API_MODULE(wsblk_native_test, Init)

@@ -1,7 +1,7 @@
 // The ublk kernel ABI this addon uses, defined once (the system's linux-libc-dev 6.1 header is
 // too old: no ioctl-encoded opcodes, no newer flags). Values follow the kernel's
-// include/uapi/linux/ublk_cmd.h; /work/shared/UBLK.md lists them and the unit test
-// test/src/unit/native-abi.test.ts checks every size, offset and opcode against that list.
+// include/uapi/linux/ublk_cmd.h; the unit test test/src/unit/native-abi.test.ts checks every
+// size, offset and opcode against the kernel's values.
 #pragma once
 
 #include <linux/ioctl.h>
@@ -16,7 +16,7 @@ constexpr const char* kControlPath = "/dev/ublk-control";
 constexpr const char* kCharDevPrefix = "/dev/ublkc";
 constexpr const char* kBlockDevPrefix = "/dev/ublkb";
 
-// ---- structures (little-endian, layouts as in UBLK.md) ----
+// ---- structures (little-endian, layouts as in ublk_cmd.h) ----
 
 // Control command header, carried in the 80-byte cmd area of a 128-byte SQE.
 struct CtrlCmd {

@@ -1,4 +1,4 @@
-// A ublk queue served by the JS main thread (design (a) of DESIGN.md).
+// A ublk queue served by the JS main thread, not by a native thread per queue.
 //
 // Why the JS thread drives the ring, not a native thread per queue:
 // - ublk binds each queue to the task that FETCHed it (ubq_daemon) and rejects commands from
@@ -91,8 +91,7 @@ void UblkQueue::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = DefineClass(
       env, "UblkQueue",
       {InstanceMethod<&UblkQueue::FetchAll>("fetchAll"),
-       InstanceMethod<&UblkQueue::Commit>("commit"), InstanceMethod<&UblkQueue::Close>("close"),
-       InstanceMethod<&UblkQueue::Ref>("ref"), InstanceMethod<&UblkQueue::Unref>("unref")});
+       InstanceMethod<&UblkQueue::Commit>("commit"), InstanceMethod<&UblkQueue::Close>("close")});
   exports.Set("UblkQueue", cls);
   exports.Set("openCharDevice", Napi::Function::New(env, OpenCharDevice, "openCharDevice"));
 }
@@ -367,16 +366,6 @@ Napi::Value UblkQueue::Commit(const Napi::CallbackInfo& info) {
 
 Napi::Value UblkQueue::Close(const Napi::CallbackInfo& info) {
   Release(false);
-  return info.Env().Undefined();
-}
-
-Napi::Value UblkQueue::Ref(const Napi::CallbackInfo& info) {
-  ev_.Ref();
-  return info.Env().Undefined();
-}
-
-Napi::Value UblkQueue::Unref(const Napi::CallbackInfo& info) {
-  ev_.Unref();
   return info.Env().Undefined();
 }
 

@@ -25,8 +25,6 @@ class UblkQueue : public Napi::ObjectWrap<UblkQueue> {
   Napi::Value FetchAll(const Napi::CallbackInfo& info);
   Napi::Value Commit(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value Ref(const Napi::CallbackInfo& info);
-  Napi::Value Unref(const Napi::CallbackInfo& info);
 
   static void OnReady(void* self);
   static void OnEnvCleanup(void* self);

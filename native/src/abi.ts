@@ -57,10 +57,3 @@ export function deviceStateName(state: number): UblkDeviceState {
       return 'unknown';
   }
 }
-
-/** Names of the UBLK_F bits set in flags, e.g. ['USER_RECOVERY', 'CMD_IOCTL_ENCODE']. */
-export function featureNames(flags: number): string[] {
-  return Object.entries(UBLK_F)
-    .filter(([, bit]) => (flags & bit) !== 0)
-    .map(([name]) => name);
-}

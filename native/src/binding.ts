@@ -56,8 +56,6 @@ export interface RawQueue {
   fetchAll(): number;
   commit(n: number): number;
   close(): void;
-  ref(): void;
-  unref(): void;
 }
 
 export interface RawUnixListener {
@@ -84,36 +82,7 @@ export interface RawBinding {
     maxIoBytes: number,
     onBatch: (nRequests: number, nFaults: number) => void,
   ) => RawQueue;
-  UBLK: Record<string, number>;
   UnixListener: new (path: string, backlog: number, onAccept: (fdOrNegErrno: number) => void) => RawUnixListener;
-  testHooks: {
-    abiLayout(): AbiLayout;
-    uringFileRoundTrip(path: string, size: number): UringRoundTrip;
-    uringNopBatch(n: number): Promise<UringNopBatch>;
-  };
-}
-
-/** sizeof/offsetof values of the ABI structs as compiled, and the command opcodes. */
-export interface AbiLayout {
-  sizes: Record<string, number>;
-  offsets: Record<string, Record<string, number>>;
-  opcodes: Record<string, number>;
-  iodArea: { queue1Offset4k: number; depth128Length4k: number; depth200Length4k: number };
-}
-
-export interface UringRoundTrip {
-  written: number;
-  read: number;
-  equal: boolean;
-  ringCloexec: boolean;
-  sqe128Nop: number;
-}
-
-export interface UringNopBatch {
-  submitted: number;
-  cqes: number;
-  batches: number;
-  ringCloexec: boolean;
 }
 
 export const binding: RawBinding = require('../build/Release/wsblk_native.node');

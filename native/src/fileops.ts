@@ -12,7 +12,7 @@ export function fallocate(fd: number, mode: number, offset: number, length: numb
 /**
  * Sets glibc's malloc trim threshold: free memory above it at the top of the heap goes back to
  * the kernel. The daemon lowers it so that memory freed after a burst of large requests leaves
- * its RSS (bench/README.md, lever 13). False where the C library is not glibc.
+ * its RSS (bench/RESULTS.md, lever 13). False where the C library is not glibc.
  */
 export function mallocTrimThreshold(bytes: number): boolean {
   return binding.mallocTrimThreshold(bytes);

@@ -8,6 +8,4 @@ export * from './ublk-available.js';
 export * from './ublk-control.js';
 export * from './ublk-queue.js';
 export * from './ublk-recovery.js';
-export { testHooks } from './test-hooks.js';
-export type { AbiLayout, UringNopBatch, UringRoundTrip } from './test-hooks.js';
 export * from './unix-listener.js';

@@ -15,7 +15,7 @@ export function dupFd(fd: number): number {
  * none), or a negative errno (-EAGAIN when the send buffer is full). At most IOV_MAX (1024 on
  * Linux) buffers are offered; the caller writes the rest another way. The data is copied into
  * the socket before it returns. WebSocket connections send a message this way when nothing
- * waits in the socket's own queue (WsConnOptions.sendv in @wsblk/shared; bench/README.md,
+ * waits in the socket's own queue (WsConnOptions.sendv in @wsblk/shared; bench/RESULTS.md,
  * lever 19).
  */
 export function sendv(fd: number, buffers: readonly Buffer[]): number {

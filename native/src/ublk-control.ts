@@ -75,13 +75,8 @@ export function blockDevicePath(id: number): string {
   return `/dev/ublkb${id}`;
 }
 
-/** /dev/ublkcN, the daemon's char device. */
-export function charDevicePath(id: number): string {
-  return `/dev/ublkc${id}`;
-}
-
-/** The running kernel's release string (uname -r). */
-export function kernelRelease(): string {
+/** The running kernel's release string (uname -r), for error messages. */
+function kernelRelease(): string {
   return binding.kernelRelease();
 }
 

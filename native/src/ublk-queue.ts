@@ -5,7 +5,7 @@ import { closeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { UBLK_IO_F, UBLK_MAX_QUEUE_DEPTH } from './abi.js';
+import { UBLK_MAX_QUEUE_DEPTH } from './abi.js';
 import { binding, type RawQueue } from './binding.js';
 import { isUblkSystemError, systemError, type UblkSystemError } from './errors.js';
 
@@ -34,16 +34,6 @@ export class UblkRequestBatch {
   /** UBLK_IO_F bits (FUA, NOUNMAP, ...). */
   flags(i: number): number {
     return this.words[i * WORDS + 1] & ~OP_MASK;
-  }
-  /** The write must be durable before completion. */
-  fua(i: number): boolean {
-    return (this.words[i * WORDS + 1] & UBLK_IO_F.FUA) !== 0;
-  }
-  startSector(i: number): number {
-    return this.words[i * WORDS + 3];
-  }
-  nrSectors(i: number): number {
-    return this.words[i * WORDS + 2];
   }
   /** Byte offset on the device. */
   offset(i: number): number {
@@ -76,16 +66,6 @@ export interface UblkQueueHandlers {
   onFault?(fault: UblkQueueFault, queue: UblkQueue): void;
 }
 
-/**
- * When complete() calls are submitted to the kernel (always many per syscall):
- * - 'microtask' (default): at the end of the current macrotask: every completion made while
- *   handling one event (e.g. one socket read carrying many replies) goes in one syscall.
- * - 'immediate': in the loop's check phase, after every I/O callback of this loop iteration
- *   (bigger batches when completions come from many callbacks, e.g. fs on the thread pool).
- * - 'manual': only commit() submits.
- */
-export type UblkCommitMode = 'microtask' | 'immediate' | 'manual';
-
 /** Geometry of the device whose queues are opened: a UblkDeviceInfo fits. */
 export interface UblkQueueGeometry {
   id: number;
@@ -102,8 +82,6 @@ export interface OpenQueuesOptions {
   handlers(queueId: number): UblkQueueHandlers;
   /** How long to retry opening /dev/ublkcN while it is busy (a previous daemon releasing it). */
   openTimeoutMs?: number;
-  /** When staged completions are submitted; see UblkCommitMode. */
-  commitMode?: UblkCommitMode;
 }
 
 /**
@@ -122,7 +100,7 @@ export async function openQueues(opts: OpenQueuesOptions): Promise<UblkQueue[]> 
   const queues: UblkQueue[] = [];
   try {
     for (let q = 0; q < d.nrQueues; q++) {
-      queues.push(new UblkQueue(fd, d, q, opts.handlers(q), opts.commitMode ?? 'microtask'));
+      queues.push(new UblkQueue(fd, d, q, opts.handlers(q)));
     }
     for (const q of queues) q.fetchAll();
     return queues;
@@ -154,7 +132,7 @@ async function openCharDevice(id: number, timeoutMs: number): Promise<number> {
  * The commit of staged completions runs as a reaction to this promise: a microtask, as
  * queueMicrotask() would schedule it, without the AsyncResource that Node's queueMicrotask
  * makes per call (its async-hook bookkeeping was ~5 % of the daemon's time at 4k QD1 in the VM
- * guest: bench/README.md, lever 17).
+ * guest: bench/RESULTS.md, lever 17).
  */
 const RESOLVED = Promise.resolve();
 
@@ -165,13 +143,8 @@ const TAG_ABORTED = 3;
 
 /** A ublk queue: per-tag buffers shared with the kernel, FETCH/COMMIT on an io_uring. */
 export class UblkQueue {
-  readonly devId: number;
-  readonly queueId: number;
-  readonly depth: number;
-  readonly maxIoBytes: number;
-  /** All tag buffers: depth * maxIoBytes bytes, tag t at t * maxIoBytes. Shared with the kernel. */
-  readonly buffer: Buffer;
-
+  private readonly devId: number;
+  private readonly queueId: number;
   private readonly raw: RawQueue;
   private readonly requestWords: Float64Array;
   private readonly handlers: UblkQueueHandlers;
@@ -179,11 +152,8 @@ export class UblkQueue {
   private readonly tagViews: Buffer[];
   private readonly tagState: Uint8Array;
   private readonly commits: Int32Array;
-  private readonly commitMode: UblkCommitMode;
   private staged = 0;
   private commitScheduled = false;
-  private aborted = 0;
-  private held = 0;
   private isStopped = false;
   private isClosed = false;
   private readonly flushStaged = (): void => {
@@ -193,24 +163,21 @@ export class UblkQueue {
 
   /** @internal Use openQueues(). */
   constructor(charDevFd: number, device: UblkQueueGeometry, queueId: number,
-    handlers: UblkQueueHandlers, commitMode: UblkCommitMode) {
+    handlers: UblkQueueHandlers) {
     this.raw = new binding.UblkQueue(charDevFd, device.id, queueId, device.queueDepth, device.maxIoBytes,
       (n, f) => this.deliver(n, f));
     this.devId = device.id;
     this.queueId = queueId;
-    this.depth = device.queueDepth;
-    this.maxIoBytes = device.maxIoBytes;
     this.handlers = handlers;
-    this.commitMode = commitMode;
-    this.buffer = Buffer.from(this.raw.buffer);
     this.requestWords = this.raw.requests;
     this.batch = new UblkRequestBatch(this.raw.requests);
     this.commits = this.raw.commits;
-    this.tagState = new Uint8Array(this.depth);
+    this.tagState = new Uint8Array(device.queueDepth);
+    // All tag buffers: depth * maxIoBytes bytes shared with the kernel, tag t at t * maxIoBytes.
+    const buffer = Buffer.from(this.raw.buffer);
+    const size = device.maxIoBytes;
     this.tagViews = [];
-    for (let t = 0; t < this.depth; t++) {
-      this.tagViews.push(this.buffer.subarray(t * this.maxIoBytes, (t + 1) * this.maxIoBytes));
-    }
+    for (let t = 0; t < device.queueDepth; t++) this.tagViews.push(buffer.subarray(t * size, (t + 1) * size));
   }
 
   /** @internal FETCH_REQ on every tag (openQueues does it). */
@@ -234,19 +201,17 @@ export class UblkQueue {
       throw systemError('EINVAL', 22, `tag ${tag} of queue ${this.queueId} is not awaiting completion`, 'complete');
     }
     this.tagState[tag] = TAG_STAGED;
-    this.held--;
     this.commits[this.staged * 2] = tag;
     this.commits[this.staged * 2 + 1] = result;
     this.staged++;
-    if (!this.commitScheduled && this.commitMode !== 'manual') {
+    if (!this.commitScheduled) {
       this.commitScheduled = true;
-      if (this.commitMode === 'microtask') void RESOLVED.then(this.flushStaged);
-      else setImmediate(this.flushStaged);
+      void RESOLVED.then(this.flushStaged);
     }
   }
 
   /** Submits every staged completion (COMMIT_AND_FETCH_REQ) with one syscall. Returns how many. */
-  commit(): number {
+  private commit(): number {
     const n = this.staged;
     if (n === 0 || this.isClosed) return 0;
     this.staged = 0;
@@ -267,21 +232,6 @@ export class UblkQueue {
     return this.isClosed;
   }
 
-  /** Requests delivered to JS and not yet completed. */
-  get pending(): number {
-    return this.held;
-  }
-
-  /** Keep the event loop alive while the queue is open (the default). */
-  ref(): void {
-    if (!this.isClosed) this.raw.ref();
-  }
-
-  /** Let the process exit even though the queue is open. */
-  unref(): void {
-    if (!this.isClosed) this.raw.unref();
-  }
-
   /**
    * Releases the ring, the descriptor mapping and /dev/ublkcN, so the device can be deleted or
    * a new daemon can recover it. On a live device this is what a daemon death looks like to the
@@ -299,7 +249,6 @@ export class UblkQueue {
     if (nRequests > 0) {
       const words = this.requestWords;
       for (let i = 0; i < nRequests; i++) this.tagState[words[i * WORDS]] = TAG_HELD;
-      this.held += nRequests;
       this.batch.length = nRequests;
       this.handlers.onRequests(this.batch, this);
     }
@@ -314,7 +263,6 @@ export class UblkQueue {
       if (res === -19 /* ENODEV: aborted */) {
         if (this.tagState[tag] !== TAG_ABORTED) {
           this.tagState[tag] = TAG_ABORTED;
-          this.aborted++;
           newlyAborted++;
         }
         continue;

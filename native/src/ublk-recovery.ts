@@ -1,11 +1,12 @@
-// User recovery: a new daemon takes over a device whose daemon died (UBLK.md, "User recovery").
+// User recovery: a new daemon takes over a device whose daemon died (GET_DEV_INFO,
+// START_USER_RECOVERY, FETCH every tag, END_USER_RECOVERY, wait for LIVE).
 // When to do it is the caller's policy; this is the sequence of calls.
 import { UBLK_F } from './abi.js';
 import {
   endUserRecovery, getDeviceInfo, startUserRecovery, waitForDeviceState, type UblkDeviceInfo,
 } from './ublk-control.js';
 import { systemError } from './errors.js';
-import { openQueues, type UblkCommitMode, type UblkQueue, type UblkQueueHandlers } from './ublk-queue.js';
+import { openQueues, type UblkQueue, type UblkQueueHandlers } from './ublk-queue.js';
 
 export interface RecoverDeviceOptions {
   /** Handlers for queue q. Requests (queued and, with reissue, re-sent) arrive after END. */
@@ -25,7 +26,6 @@ export interface RecoverDeviceOptions {
   pid?: number;
   /** Per-queue options. */
   openTimeoutMs?: number;
-  commitMode?: UblkCommitMode;
 }
 
 export interface RecoveredDevice {
@@ -55,7 +55,6 @@ export async function recoverDevice(id: number, opts: RecoverDeviceOptions): Pro
     device: info,
     handlers: opts.handlers,
     openTimeoutMs: opts.openTimeoutMs,
-    commitMode: opts.commitMode,
   });
   try {
     await opts.beforeEnd?.(info, queues);

@@ -6,8 +6,12 @@ import { LIMITS, SUBPROTOCOL, acceptUpgrade, bufferPool, logger, upgradeProblem 
 import { dupFd, sendv } from '@wsblk/native';
 import type { Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
-import { ServerConnection, type ExportHandle } from './connection.js';
-import { SessionTable } from './session.js';
+import { ExportMembership } from './session/membership.js';
+import { ServerConnection, type ConnectionTerms } from './protocol/connection.js';
+import type { ExportHandle } from './protocol/handshake.js';
+import { ReplyBudget } from './protocol/reply-budget.js';
+import { originProblem } from './origin.js';
+import { SessionTable } from './session/session-table.js';
 
 const log = logger('server');
 
@@ -25,6 +29,16 @@ export interface StorageServerOptions {
   sessionGraceMs?: number;
   /** Largest READ/WRITE one request may carry. */
   maxPayload?: number;
+  /** Reply bytes one connection may owe before it stops reading requests (default 64 MiB). */
+  maxConnBuffer?: number;
+  /** Reply bytes all connections together may owe (default 1 GiB). */
+  maxBuffer?: number;
+  /** An upgraded connection that sends no hello this long is closed (ms, default 5000). */
+  helloTimeoutMs?: number;
+  /** Ping interval; a peer silent for two is closed (ms, default 10000, 0 = no keepalive). */
+  keepaliveMs?: number;
+  /** Browser origins let in besides the server's own site ('*' = any; see origin.ts). */
+  allowOrigins?: string[];
 }
 
 /**
@@ -35,6 +49,8 @@ export class StorageServer {
   private readonly exports = new Map<string, ExportHandle>();
   private readonly connections = new Set<ServerConnection>();
   private readonly sessions: SessionTable;
+  private readonly terms: ConnectionTerms;
+  private readonly allowOrigins: string[];
   private readonly http: HttpServer;
   private readonly auth: TokenAuth;
   private readonly maxPayload: number;
@@ -43,6 +59,13 @@ export class StorageServer {
   constructor(private readonly opts: StorageServerOptions = {}) {
     this.auth = opts.auth ?? new TokenAuth();
     this.sessions = new SessionTable(opts.sessionGraceMs ?? 120_000);
+    this.terms = {
+      sessions: this.sessions,
+      budget: new ReplyBudget(opts.maxConnBuffer ?? 64 << 20, opts.maxBuffer ?? 1 << 30),
+      helloTimeoutMs: opts.helloTimeoutMs ?? 5000,
+      keepaliveMs: opts.keepaliveMs ?? 10_000,
+    };
+    this.allowOrigins = (opts.allowOrigins ?? []).map((o) => o.toLowerCase().replace(/\/+$/, ''));
     this.maxPayload = opts.maxPayload ?? LIMITS.maxPayloadDefault;
     this.http = opts.tls
       ? createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
@@ -56,7 +79,10 @@ export class StorageServer {
 
   addExport(name: string, backend: Backend): void {
     if (this.exports.has(name)) throw new Error(`export '${name}' is defined twice`);
-    this.exports.set(name, { name, backend, maxPayload: this.maxPayload });
+    const membership = new ExportMembership(backend);
+    // Known before the first replica-set client is welcomed (admit waits for it too).
+    membership.load().catch((e: Error) => log.warn(`export '${name}': cannot read its membership record: ${e.message}`));
+    this.exports.set(name, { name, backend, maxPayload: this.maxPayload, membership });
   }
 
   get exportNames(): string[] {
@@ -98,6 +124,11 @@ export class StorageServer {
     }
     const problem = upgradeProblem(req);
     if (problem) return this.refuse(socket, 400, problem);
+    const foreign = originProblem(req, this.allowOrigins, this.opts.host ?? '127.0.0.1');
+    if (foreign) {
+      log.warn(`${peer}: refused 403: ${foreign}`);
+      return this.refuse(socket, 403, foreign);
+    }
     const protocols = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     if (!protocols.includes(SUBPROTOCOL)) {
       return this.refuse(socket, 400, `subprotocol ${SUBPROTOCOL} required (client speaks ${protocols.join(',') || 'none'})`);
@@ -111,7 +142,9 @@ export class StorageServer {
     }
     if (!exp) {
       log.warn(`${peer}: refused 404: no export '${name}'`);
-      return this.refuse(socket, 404, `no export '${name}' (exports: ${this.exportNames.join(', ') || 'none'})`);
+      // Only the names this token may open: a token for one export learns of no other.
+      const visible = this.exportNames.filter((n) => this.auth.check(req.headers.authorization, n).ok);
+      return this.refuse(socket, 404, `no export '${name}' (exports: ${visible.join(', ') || 'none'})`);
     }
     if (!auth.ok) {
       log.warn(`${peer}: refused ${auth.status} for '/${name}': ${auth.reason}`);
@@ -122,11 +155,14 @@ export class StorageServer {
       // Request frames that span socket chunks are assembled in pooled buffers, which go back
       // once every WRITE in them has reached the backend (ServerConnection.execute).
       pool: bufferPool,
-      // Plain sockets are re-opened with onread (bench/README.md, lever 16), and frames go
+      // Plain sockets are re-opened with onread (bench/RESULTS.md, lever 16), and frames go
       // straight to the descriptor while nothing is queued (lever 19).
       dupFd, sendv,
+      // TODO(i12-merge): maxBuffered and frameTimeoutMs (WsConnOptions, another helper's branch)
+      // go here: maxBuffered bounds a connection's pong and control queue, frameTimeoutMs closes
+      // a connection stalled in the middle of a frame.
     });
-    const conn = new ServerConnection(ws, exp, auth.readOnly, this.sessions, peer);
+    const conn = new ServerConnection(ws, exp, auth.readOnly, this.terms, peer);
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
   }

@@ -53,7 +53,7 @@ export function maybeCompress(data: Buffer): Buffer | null {
 // A batch header is a msgpack array of records of non-negative integers. msgpackr's generic
 // pack/unpack (type dispatch, a record array per request, a copy into the prefixed buffer) was
 // the largest single item of our own per-request work in the daemon's profile under the VM
-// (bench/README.md, lever 18). The writer below produces exactly msgpackr's bytes for such
+// (bench/RESULTS.md, lever 18). The writer below produces exactly msgpackr's bytes for such
 // records (an integer of 2^32 or more as a float64, as msgpackr writes it, so older peers read
 // it); the reader takes that subset and leaves anything else to msgpackr, whose result or error
 // stays what it always was.
@@ -276,7 +276,7 @@ function uint(v: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
 /**
  * uint() for field `name` of record `i` of a batch (`list` is "requests" or "replies"). The
  * record's name for the error message ("requests[3].seq") is built only when one is thrown: per
- * request, those strings were the decoders' main allocation (bench/README.md, lever 23).
+ * request, those strings were the decoders' main allocation (bench/RESULTS.md, lever 23).
  */
 function field(v: unknown, list: string, i: number, name: string, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v === 'number' && v >= 0 && v <= max && Number.isInteger(v)) return v;
@@ -338,6 +338,9 @@ function decodeHello(v: unknown): Hello {
   if (o.host !== undefined && o.host !== null) hello.host = str(o.host, 'hello.host', 255);
   if (o.readOnly !== undefined && o.readOnly !== null) hello.readOnly = bool(o.readOnly, 'hello.readOnly');
   if (o.steal !== undefined && o.steal !== null) hello.steal = bool(o.steal, 'hello.steal');
+  if (o.setId !== undefined && o.setId !== null) hello.setId = str(o.setId, 'hello.setId', 64);
+  if (o.setEpoch !== undefined && o.setEpoch !== null) hello.setEpoch = uint(o.setEpoch, 'hello.setEpoch');
+  if ((hello.setId === undefined) !== (hello.setEpoch === undefined)) fail('hello.setId and hello.setEpoch go together');
   if (hello.maxPayload < 4096) fail('hello.maxPayload must be at least 4096');
   return hello;
 }

@@ -21,7 +21,7 @@ export enum Op {
   WriteZeroes = 4,
   /** One digest of CHECKSUM_DIGEST bytes per CHECKSUM_CHUNK of the range (replica compare, resync). */
   Checksum = 5,
-  /** The export's membership record (replica sets), as JSON; ENOENT when it has none. */
+  /** The export's membership record (replica sets), as JSON; no data when it has none. */
   MetaRead = 6,
   /** Replaces the membership record (payload: JSON), atomically and durably. */
   MetaWrite = 7,
@@ -42,7 +42,6 @@ export const PAYLOAD_LZ4 = 1 << 0;
 export enum Errno {
   OK = 0,
   EPERM = 1,
-  ENOENT = 2,
   EIO = 5,
   ENOMEM = 12,
   EINVAL = 22,

@@ -8,7 +8,6 @@ export class ProtocolError extends Error {
 const ERRNO_NAMES: Record<number, string> = {
   [Errno.OK]: 'OK',
   [Errno.EPERM]: 'EPERM',
-  [Errno.ENOENT]: 'ENOENT',
   [Errno.EIO]: 'EIO',
   [Errno.ENOMEM]: 'ENOMEM',
   [Errno.EINVAL]: 'EINVAL',
@@ -37,6 +36,8 @@ export function statusOfError(err: unknown): number {
       return Errno.EPERM;
     case 'EINVAL':
       return Errno.EINVAL;
+    case 'ESTALE':
+      return Errno.ESTALE;
     case 'ENOMEM':
       return Errno.ENOMEM;
     case 'EOPNOTSUPP':

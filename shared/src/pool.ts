@@ -1,7 +1,7 @@
 // Reusable large buffers. A daemon moving 1 MiB requests would otherwise allocate a fresh
 // 1 MiB buffer per request (an NBD write payload, a READ reply frame); V8 frees those only
 // when external memory has grown by tens of MiB, so at queue depth 128 the garbage set the
-// daemon's peak RSS (bench/README.md, lever 12).
+// daemon's peak RSS (bench/RESULTS.md, lever 12).
 //
 // Ownership is counted per buffer: take() hands one out with one reference; whoever keeps a
 // view of it beyond the current call retain()s it and release()s it when done; the last

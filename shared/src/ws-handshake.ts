@@ -192,7 +192,7 @@ export interface AcceptOptions extends WsConnOptions {
    * With it a plain TCP or Unix socket is re-opened with onread on a duplicate of its
    * descriptor and http's socket is dropped, so frames are read into buffers the FrameReader
    * chooses rather than in 'data' events (a fresh 64 KiB buffer per read, and the stream
-   * machinery: bench/README.md, lever 16). TLS sockets, and sockets with bytes still queued
+   * machinery: bench/RESULTS.md, lever 16). TLS sockets, and sockets with bytes still queued
    * either way, keep 'data' events.
    */
   dupFd?: (fd: number) => number;

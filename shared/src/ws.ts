@@ -336,7 +336,7 @@ export interface WsConnOptions {
    * sendmsg without blocking (the native addon's sendv: bytes taken, or a negative errno).
    * With it, a frame goes straight to a plain socket's descriptor whenever nothing waits in the
    * socket's queue, without the Writable machinery of socket.write (a write request, state
-   * updates, an after-write callback on a nextTick: bench/README.md, lever 19); what the kernel
+   * updates, an after-write callback on a nextTick: bench/RESULTS.md, lever 19); what the kernel
    * does not take is queued with socket.write as before. TLS sockets never use it.
    */
   sendv?: (fd: number, buffers: readonly Buffer[]) => number;

@@ -1,6 +1,6 @@
 import { askControl } from '../daemon/control.js';
 import { kernelState } from '../ublk/frontend.js';
-import { controlPath, listStates, pidAlive, runDir, type DeviceState } from '../daemon/rundir.js';
+import { controlPath, daemonAlive, listStates, runDir, type DeviceState } from '../daemon/rundir.js';
 
 export interface DeviceEntry {
   id: string;
@@ -24,7 +24,7 @@ export async function collectDevices(): Promise<Array<{ state: DeviceState; entr
     };
     let entry: DeviceEntry;
     if (!s.pid) entry = { ...base, state: 'starting' };
-    else if (!pidAlive(s.pid)) entry = base;
+    else if (!daemonAlive(s)) entry = base;
     else {
       try {
         entry = { ...base, ...(await askControl<Record<string, unknown>>(controlPath(dir, s.id), { cmd: 'status' }, 2000)) } as DeviceEntry;

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { logger } from '@wsblk/shared';
 import type { ExportSpec } from '@wsblk/server';
@@ -12,23 +13,47 @@ export function serveCommand(): Command {
     .description('Run a storage server that exports files or RAM disks over WebSocket.\n\n'
       + 'Clients connect to ws://HOST:PORT/NAME. Tokens: $WSBLK_TOKEN is valid for every export '
       + '(read-write); --token-file lists `TOKEN [EXPORT,...|*] [ro|rw]` per line. With no token at '
-      + 'all, anyone who can reach the port may connect. SIGTERM/SIGINT: in-flight requests finish, '
-      + 'data is flushed, then the server exits.')
+      + 'all, anyone who can reach the port may connect. SIGTERM, SIGINT and SIGHUP all drain: in-flight '
+      + 'requests finish, data is flushed, then the server exits (SIGHUP does not reopen logs: they go to stderr).\n\n'
+      + 'One writer per export: a client that attaches read-write while another session writes is refused, '
+      + 'with the holder named, unless it asks to --steal (the old writer is fenced first). Read-only '
+      + 'attaches coexist with the writer. A writer that disconnects cleanly frees the export at once; one '
+      + 'whose connection was lost keeps it for --session-grace, so it can resume.\n\n'
+      + 'Limits: a connection that owes more than --max-conn-buffer of replies (READ data not yet sent), or '
+      + 'all of them more than --max-buffer, is not read until the client takes its replies. A connection '
+      + 'that sends no hello within --hello-timeout, or answers no keepalive for two --keepalive intervals, '
+      + 'is closed. A browser page of another site (its Origin is not the address it connects to) is '
+      + 'refused with 403 unless --allow-origin names it.')
     .option('--listen <host:port>', 'address to listen on', hostPortArg, { host: '127.0.0.1', port: 7690 })
-    .addOption(new Option('--export <spec>', 'NAME=file:PATH[,size=SIZE][,ro][,bs=512|4096] or NAME=memory:SIZE[,ro] (repeatable); a missing file is created sparse')
+    .addOption(new Option('--export <spec>', 'NAME=file:PATH[,size=SIZE][,ro][,bs=512|4096] or NAME=memory:SIZE[,ro] (repeatable, each NAME once); a missing file is created sparse')
       .argParser((v: string, prev: string[] = []) => [...prev, v]))
     .option('--token-file <file>', 'tokens and what each may open')
     .option('--tls-cert <file>', 'TLS certificate (PEM): serve wss://')
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--max-payload <size>', 'largest READ/WRITE per request', sizeArg, 4 << 20)
-    .option('--session-grace <seconds>', 'how long a disconnected client may resume its session', secondsArg, 120)
+    .option('--session-grace <seconds>', 'how long a disconnected client may resume its session (and keep its export\'s writer lock)', secondsArg, 120)
+    .addOption(new Option('--max-conn-buffer <size>', 'reply bytes one connection may owe before its requests wait')
+      .argParser(sizeArg).default(64 << 20, '64M'))
+    .addOption(new Option('--max-buffer <size>', 'reply bytes all connections together may owe').argParser(sizeArg).default(1 << 30, '1G'))
+    .option('--hello-timeout <seconds>', 'close a connection that sends no hello this long after connecting', secondsArg, 5)
+    .option('--keepalive <seconds>', 'ping every connection this often, close one silent for two intervals (0: off)', secondsArg, 10)
+    .addOption(new Option('--allow-origin <origin>', 'let browser pages of this origin connect, e.g. https://app.example (repeatable; * = any)')
+      .argParser((v: string, prev: string[] = []) => [...prev, v]))
     .action(async (o: {
       listen: { host: string; port: number }; export?: string[]; tokenFile?: string; tlsCert?: string; tlsKey?: string;
-      maxPayload: number; sessionGrace: number;
+      maxPayload: number; sessionGrace: number; maxConnBuffer: number; maxBuffer: number; helloTimeout: number;
+      keepalive: number; allowOrigin?: string[];
     }) => {
       if (!o.export?.length) throw new CliError('at least one --export is needed, e.g. --export disk0=file:./disk0.img,size=1G', EXIT.USAGE);
       if (!!o.tlsCert !== !!o.tlsKey) throw new CliError('--tls-cert and --tls-key go together', EXIT.USAGE);
       if (o.maxPayload < 4096 || o.maxPayload > 32 << 20) throw new CliError('--max-payload must be from 4K to 32M', EXIT.USAGE);
+      if (o.maxConnBuffer < 1 << 20) throw new CliError('--max-conn-buffer must be at least 1M', EXIT.USAGE);
+      if (o.maxBuffer < 1 << 20) throw new CliError('--max-buffer must be at least 1M', EXIT.USAGE);
+      if (o.helloTimeout <= 0) throw new CliError('--hello-timeout must be more than 0 seconds', EXIT.USAGE);
+      // Files named on the command line: say which option a missing one came from.
+      for (const [flag, file] of [['--token-file', o.tokenFile], ['--tls-cert', o.tlsCert], ['--tls-key', o.tlsKey]] as const) {
+        if (file !== undefined && !existsSync(file)) throw new CliError(`${flag} ${file}: no such file`, EXIT.USAGE);
+      }
       // The server is loaded only here: a `wsblk connect` daemon does not map it.
       const { StorageServer, TokenAuth, openBackend, parseExportSpec } = await import('@wsblk/server');
       const specs: ExportSpec[] = o.export.map((v) => {
@@ -38,11 +63,18 @@ export function serveCommand(): Command {
           throw new CliError(`option '--export <spec>' argument '${v}' is invalid. ${(e as Error).message}`, EXIT.USAGE);
         }
       });
+      const seen = new Set<string>();
+      for (const spec of specs) {
+        if (seen.has(spec.name)) throw new CliError(`--export ${spec.name}: the export name is given twice`, EXIT.USAGE);
+        seen.add(spec.name);
+      }
       const auth = new TokenAuth();
       if (process.env.WSBLK_TOKEN) auth.add(process.env.WSBLK_TOKEN, { exports: '*', readOnly: false });
       if (o.tokenFile) auth.loadFile(o.tokenFile);
       const server = new StorageServer({
         host: o.listen.host, port: o.listen.port, auth, maxPayload: o.maxPayload, sessionGraceMs: o.sessionGrace * 1000,
+        maxConnBuffer: o.maxConnBuffer, maxBuffer: o.maxBuffer, helloTimeoutMs: o.helloTimeout * 1000,
+        keepaliveMs: o.keepalive * 1000, allowOrigins: o.allowOrigin ?? [],
         ...(o.tlsCert ? { tls: { cert: o.tlsCert, key: o.tlsKey! } } : {}),
       });
       for (const spec of specs) {
@@ -61,12 +93,18 @@ export function serveCommand(): Command {
       const scheme = o.tlsCert ? 'wss' : 'ws';
       log.info(`listening on ${scheme}://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}/ (exports: ${server.exportNames.join(', ')})`);
       await new Promise<void>((resolve) => {
+        let stopping = false;
         const stop = (sig: string) => {
+          // A second signal must not end the process before the first drain has finished.
+          if (stopping) return;
+          stopping = true;
           log.info(`${sig}: finishing in-flight requests and flushing`);
           server.close().then(resolve, (e: Error) => { log.error(e.message); resolve(); });
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
+        // A hangup (the terminal went away) drains like SIGTERM; logs go to stderr, nothing to reopen.
+        process.once('SIGHUP', () => stop('SIGHUP'));
       });
       log.info('stopped');
     });

@@ -1,5 +1,5 @@
 // Memory settings of a daemon process: one device per process, and issue 4's budget is
-// 150 MiB of RSS per device at queue depth 128 (bench/README.md, lever 13).
+// 150 MiB of RSS per device at queue depth 128 (bench/RESULTS.md, lever 13).
 import { setFlagsFromString } from 'node:v8';
 import { mallocTrimThreshold } from '@wsblk/native';
 import { logger } from '@wsblk/shared';

@@ -32,7 +32,7 @@ export interface FlowLimits {
 }
 
 // 16 MiB per connection: twice what 1M x QD8 needs, so it costs no throughput there, and it
-// keeps a client at iodepth 128 from parking 64 MiB of payloads in the daemon (bench/README.md).
+// keeps a client at iodepth 128 from parking 64 MiB of payloads in the daemon (bench/RESULTS.md, lever 5).
 export const DEFAULT_FLOW_LIMITS: FlowLimits = { maxBufferedBytes: 16 << 20, maxInflight: 1024 };
 
 /** Bookkeeping cost of any request, so that many tiny ones still count. */

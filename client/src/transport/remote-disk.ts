@@ -238,7 +238,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     try {
       ws = await wsConnect({
         url: new URL(url), protocol: SUBPROTOCOL, headers, maxMessage: MAX_MESSAGE, closeTimeoutMs: 1000,
-        // Frames go straight to the socket while nothing waits in its queue (bench/README.md, lever 19).
+        // Frames go straight to the socket while nothing waits in its queue (bench/RESULTS.md, lever 19).
         sendv,
         timeoutMs: Math.min(timeoutMs, 30_000), ...(this.opts.tls ? { tls: this.opts.tls } : {}),
         ...(this.opts.lendReads ? { pool: bufferPool } : {}),

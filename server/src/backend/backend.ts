@@ -1,12 +1,29 @@
 // Where an export's blocks live. Backends hold data; filters (delay, error) wrap a Backend and
 // return one, in the manner of nbdkit's plugins and filters. Offsets and lengths are checked
-// against size by the session before a backend sees them.
+// against the size of the moment by validate.ts before a backend sees them.
 import type { ExportCaps } from '@wsblk/shared';
 
 /** FLUSH/FUA mean something when data can be volatile; a read-only backend offers no writes. */
 export type BackendInfo = ExportCaps;
 
+/**
+ * Who asks, passed to every call: filters match on it (a fault for one session or epoch) and
+ * pass it down unchanged.
+ */
+export interface RequestContext {
+  /** The session id. */
+  readonly session: string;
+  /** The session's epoch of the connection that sent the request. */
+  readonly epoch: number;
+  /** The request's sequence number. */
+  readonly seq: number;
+}
+
 export interface Backend {
+  /**
+   * What the export offers. It may change between calls (a resized image): callers read it
+   * when they use it, never keep a copy of it (or of its size) past one request.
+   */
   readonly info: BackendInfo;
   /** A short description for logs, e.g. "file:/srv/disk0.img". */
   readonly description: string;
@@ -14,14 +31,18 @@ export interface Backend {
    * The data, which may be a view of the backend's own memory (MemoryBackend): callers only
    * send it, never modify it, and a later overlapping write may show through it.
    */
-  read(offset: number, length: number): Promise<Buffer>;
+  read(ctx: RequestContext, offset: number, length: number): Promise<Buffer>;
   /** With fua, resolves only once the data is on stable storage. */
-  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  write(ctx: RequestContext, offset: number, data: Buffer, fua: boolean): Promise<void>;
   /** Every write that resolved before this call is on stable storage when it resolves. */
-  flush(): Promise<void>;
+  flush(ctx: RequestContext): Promise<void>;
   /** The range reads back as zeroes afterwards (we never advertise otherwise). */
-  discard(offset: number, length: number): Promise<void>;
+  discard(ctx: RequestContext, offset: number, length: number): Promise<void>;
   /** noUnmap: keep the blocks allocated. */
-  writeZeroes(offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void>;
+  writeZeroes(ctx: RequestContext, offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void>;
+  /** The export's membership record (replica sets), kept next to its data; null when none. */
+  readMeta(): Promise<Buffer | null>;
+  /** Replaces the record atomically; on stable storage when it resolves. */
+  writeMeta(data: Buffer): Promise<void>;
   close(): Promise<void>;
 }

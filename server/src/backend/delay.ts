@@ -28,13 +28,16 @@ export function delayFilter(inner: Backend, ms: number, match: FilterMatch = {})
     if (hit(op, offset)) await sleep(ms);
   };
   return {
-    info: inner.info,
+    // Read through at use: the inner backend's size may change (Backend.info).
+    get info() { return inner.info; },
     description: `delay(${ms}ms):${inner.description}`,
-    read: async (o, l) => { await wait('read', o); return inner.read(o, l); },
-    write: async (o, d, f) => { await wait('write', o); return inner.write(o, d, f); },
-    flush: async () => { await wait('flush'); return inner.flush(); },
-    discard: async (o, l) => { await wait('discard', o); return inner.discard(o, l); },
-    writeZeroes: async (o, l, n, f) => { await wait('writeZeroes', o); return inner.writeZeroes(o, l, n, f); },
+    read: async (c, o, l) => { await wait('read', o); return inner.read(c, o, l); },
+    write: async (c, o, d, f) => { await wait('write', o); return inner.write(c, o, d, f); },
+    flush: async (c) => { await wait('flush'); return inner.flush(c); },
+    discard: async (c, o, l) => { await wait('discard', o); return inner.discard(c, o, l); },
+    writeZeroes: async (c, o, l, n, f) => { await wait('writeZeroes', o); return inner.writeZeroes(c, o, l, n, f); },
+    readMeta: () => inner.readMeta(),
+    writeMeta: (d) => inner.writeMeta(d),
     close: () => inner.close(),
   };
 }

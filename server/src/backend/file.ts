@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { FALLOC, fallocate } from '@wsblk/native';
-import type { Backend, BackendInfo } from './backend.js';
+import type { Backend, BackendInfo, RequestContext } from './backend.js';
+import { MetaFile } from './meta-file.js';
 
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 
@@ -105,28 +106,36 @@ export class FileBackend implements Backend {
     }
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(_ctx: RequestContext, offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
     await pread(this.fd, buf, offset);
     return buf;
   }
 
-  write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+  write(_ctx: RequestContext, offset: number, data: Buffer, fua: boolean): Promise<void> {
     return pwrite(fua ? this.syncFd : this.fd, data, offset);
   }
 
-  flush(): Promise<void> {
+  flush(_ctx: RequestContext): Promise<void> {
     return fdatasync(this.fd);
   }
 
-  async discard(offset: number, length: number): Promise<void> {
+  async discard(_ctx: RequestContext, offset: number, length: number): Promise<void> {
     if (await this.punch(offset, length)) return;
     await this.zeroRange(offset, length, false);
   }
 
-  async writeZeroes(offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void> {
+  async writeZeroes(_ctx: RequestContext, offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void> {
     if (noUnmap || !(await this.punch(offset, length))) await this.zeroRange(offset, length, false);
     if (fua) await fdatasync(this.fd);
+  }
+
+  readMeta(): Promise<Buffer | null> {
+    return MetaFile.beside(this.path).read();
+  }
+
+  writeMeta(data: Buffer): Promise<void> {
+    return MetaFile.beside(this.path).write(data);
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import type { Backend, BackendInfo } from './backend.js';
+import type { Backend, BackendInfo, RequestContext } from './backend.js';
 
 const CHUNK = 1 << 20;
 /** Read by hole reads, never written (a reply only goes to a socket). */
@@ -18,7 +18,7 @@ export class MemoryBackend implements Backend {
     this.description = `memory:${size}`;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(_ctx: RequestContext, offset: number, length: number): Promise<Buffer> {
     const first = Math.floor(offset / CHUNK);
     const at = offset - first * CHUNK;
     if (at + length <= CHUNK) {
@@ -28,7 +28,7 @@ export class MemoryBackend implements Backend {
       // client sent while this READ was still in flight, and a READ concurrent with an
       // overlapping WRITE has no defined result on any block device (NBD, blk-mq alike). The
       // bench measured the copy and the fresh 1 MiB buffer per read at 29 % of the server's
-      // busy time in 1M sequential reads (bench/README.md, "What changed and why").
+      // busy time in 1M sequential reads (bench/RESULTS.md, "What changed and why").
       const chunk = this.chunks.get(first);
       return chunk ? chunk.subarray(at, at + length) : ZEROS.subarray(0, length);
     }
@@ -46,7 +46,7 @@ export class MemoryBackend implements Backend {
     return out;
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
+  async write(_ctx: RequestContext, offset: number, data: Buffer): Promise<void> {
     this.each(offset, data.length, (c, start, n, done) => {
       let chunk = this.chunks.get(c);
       if (!chunk) this.chunks.set(c, (chunk = Buffer.alloc(CHUNK)));
@@ -54,14 +54,24 @@ export class MemoryBackend implements Backend {
     });
   }
 
-  async flush(): Promise<void> {}
+  async flush(_ctx: RequestContext): Promise<void> {}
 
-  async discard(offset: number, length: number): Promise<void> {
+  async discard(_ctx: RequestContext, offset: number, length: number): Promise<void> {
     this.zero(offset, length);
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  async writeZeroes(_ctx: RequestContext, offset: number, length: number): Promise<void> {
     this.zero(offset, length);
+  }
+
+  private meta: Buffer | null = null;
+
+  async readMeta(): Promise<Buffer | null> {
+    return this.meta;
+  }
+
+  async writeMeta(data: Buffer): Promise<void> {
+    this.meta = Buffer.from(data);
   }
 
   async close(): Promise<void> {

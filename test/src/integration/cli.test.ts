@@ -13,7 +13,7 @@ const execFileP = promisify(execFile);
 test('connect prints the NBD URI, list shows the device, disconnect removes it and its files', { timeout: 60_000 }, async (t) => {
   const dir = tempDir(t);
   const port = await freePort();
-  await startServer(t, port, ['d0=memory:64M']);
+  await startServer(t, port, ['d0=memory:64M', 'd1=memory:64M']);
   const env = { WSBLK_RUN_DIR: join(dir, 'run') };
   const sock = join(dir, 'd0.sock');
   const c = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', sock], env);
@@ -36,8 +36,9 @@ test('connect prints the NBD URI, list shows the device, disconnect removes it a
   assert.match(text.stdout, /^ID\s+KIND\s+DEVICE/);
   assert.match(text.stdout, /nbd0\s+nbd\s+nbd\+unix/);
 
-  // A second device on the same socket path is refused, and leaves nothing behind.
-  const dup = await wsblk(['connect', `ws://127.0.0.1:${port}/d0`, '--nbd', sock], env);
+  // A second device on the same socket path is refused, and leaves nothing behind. (Another
+  // export: a second writer of d0 would be refused by the server first, one writer per export.)
+  const dup = await wsblk(['connect', `ws://127.0.0.1:${port}/d1`, '--nbd', sock], env);
   assert.equal(dup.code, 1);
   assert.match(dup.stderr, /in use/);
   assert.equal(dup.stderr.trim().split('\n').length <= 4, true, dup.stderr);

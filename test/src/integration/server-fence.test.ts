@@ -66,6 +66,39 @@ describe('the session fence', () => {
     }
   });
 
+  test('a steal waits for the old writer\'s running write before the thief is welcomed, and the old session is gone', async () => {
+    const { inner, outer } = heldExport();
+    const s = await startServer({ disk0: outer });
+    const a = await RawClient.connect(s.url('disk0'));
+    const b = await RawClient.connect(s.url('disk0'));
+    try {
+      const wa = await a.hello({ clientId: 'A', host: 'host-a' });
+      const pA = pattern(4096, 0xa);
+      const pB = pattern(4096, 0xb);
+      const aStarted = outer.nextStart((c) => c.op === 'write');
+      a.sendRequests([{ seq: 1, op: Op.Write, flags: 0, offset: X, length: 4096, payload: pA }]);
+      const aCall = await aStarted; // A's write is in the server, held
+
+      const wb = await b.hello({ clientId: 'B', host: 'host-b', steal: true });
+      assert.equal(wb.resumed, false);
+      assert.notEqual(wb.sessionId, wa.sessionId);
+      assert.ok(wb.at >= aCall.start + HOLD_MS - 50, `welcome ${Math.round(wb.at - aCall.start)} ms after A's write started; the hold is ${HOLD_MS} ms`);
+      const ac = await a.closedWithin();
+      assert.deepEqual([ac.code, ac.reason], [CloseCode.Fenced, 'taken over by B on host-b']);
+      assert.ok(ac.at <= wb.at, 'the old writer is fenced before the thief is welcomed');
+
+      assert.equal((await b.roundTrip([{ seq: 1, op: Op.Write, flags: 0, offset: X, length: 4096, payload: pB }])).get(1)!.status, 0);
+      const writes = inner.callsOf('write');
+      assert.ok(writes[0]!.data!.equals(pA) && writes[1]!.data!.equals(pB), 'A landed first, then B');
+      assert.ok(writes[0]!.end! <= writes[1]!.start);
+      assert.notEqual(writes[0]!.ctx.session, writes[1]!.ctx.session);
+    } finally {
+      a.terminate();
+      b.terminate();
+      await s.close();
+    }
+  });
+
   test('a resuming client that sends requests before its welcome is closed, and nothing of it runs', async () => {
     const { inner, outer } = heldExport();
     const s = await startServer({ disk0: outer });
@@ -151,6 +184,32 @@ describe('the dedup window', () => {
     }
   });
 
+  test('a replay whose op, offset or length differs from the remembered request closes with 4000, and nothing runs', async () => {
+    const backend = new RecordingBackend(new MemoryBackend(4 * MiB));
+    // One export per case: a closed writer keeps its export for the grace period.
+    const s = await startServer({ offset: backend, length: backend, op: backend });
+    try {
+      for (const [what, replay] of [
+        ['offset', { seq: 5, op: Op.Write, flags: 0, offset: 512, length: 512, payload: pattern(512, 2) }],
+        ['length', { seq: 5, op: Op.Write, flags: 0, offset: 0, length: 1024, payload: pattern(1024, 2) }],
+        ['op', { seq: 5, op: Op.Discard, flags: 0, offset: 0, length: 512 }],
+      ] as const) {
+        const c = await RawClient.connect(s.url(what));
+        await c.hello();
+        await c.roundTrip([{ seq: 5, op: Op.Write, flags: 0, offset: 0, length: 512, payload: pattern(512, 1) }]);
+        const callsBefore = backend.calls.length;
+        c.sendRequests([replay]);
+        const closed = await c.closedWithin();
+        assert.equal(closed.code, CloseCode.Malformed, `a replay with another ${what}`);
+        assert.match(closed.reason, /^replay does not match: seq 5 was op 1 0\+512, replayed as/);
+        assert.equal(backend.calls.length, callsBefore, 'nothing reached the backend');
+        c.terminate();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   test('a reply lost with the connection is recovered by replaying the same sequence number', async () => {
     const backend = new RecordingBackend(delayFilter(new MemoryBackend(4 * MiB), 200, { ops: ['write'] }));
     const s = await startServer({ disk0: backend });
@@ -224,7 +283,8 @@ describe('resume', () => {
     const open = async (name: string) => { const c = await RawClient.connect(s.url(name)); clients.push(c); return c; };
     try {
       const w0 = await (await open('disk0')).hello();
-      const unknown = await (await open('disk0')).hello({ resume: 'f'.repeat(32) });
+      // Read-only: disk0's writer is w0 (one writer per export).
+      const unknown = await (await open('disk0')).hello({ resume: 'f'.repeat(32), readOnly: true });
       assert.deepEqual([unknown.resumed, unknown.epoch], [false, 1]);
       assert.notEqual(unknown.sessionId, 'f'.repeat(32));
       const other = await (await open('disk1')).hello({ resume: w0.sessionId });

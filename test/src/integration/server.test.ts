@@ -4,7 +4,7 @@ import { CloseCode, Errno, FLAG_NO_UNMAP, Kind, Op } from '@wsblk/shared';
 import { MemoryBackend, TokenAuth, delayFilter } from '@wsblk/server';
 import { ConnectError, RemoteDisk } from '@wsblk/client';
 import { RawClient, frame, msgpack } from '../support/raw-client.js';
-import { RecordingBackend, TcpProxy, compressible, io, pattern, startServer, type RunningServer } from '../support/server.js';
+import { RecordingBackend, TEST_CTX, TcpProxy, compressible, io, pattern, startServer, type RunningServer } from '../support/server.js';
 
 const MiB = 1 << 20;
 
@@ -95,6 +95,49 @@ describe('data through RemoteDisk', () => {
         assert.ok(back.subarray(8192, 12288).equals(Buffer.alloc(4096)));
       } finally {
         await disk.close();
+      }
+    });
+  });
+});
+
+describe('the backend sees who asks', () => {
+  test('every backend call carries the session id, epoch and seq of its request', async () => {
+    const backend = mem();
+    await withServer({ disk0: backend }, {}, async (s) => {
+      const c = await RawClient.connect(s.url('disk0'));
+      try {
+        const w = await c.hello();
+        await c.roundTrip([
+          { seq: 7, op: Op.Write, flags: 0, offset: 0, length: 512, payload: pattern(512, 1) },
+          { seq: 8, op: Op.Read, flags: 0, offset: 0, length: 512 },
+          { seq: 9, op: Op.Flush, flags: 0, offset: 0, length: 0 },
+        ]);
+        assert.deepEqual(backend.calls.map((call) => [call.op, call.ctx]), [
+          ['write', { session: w.sessionId, epoch: w.epoch, seq: 7 }],
+          ['read', { session: w.sessionId, epoch: w.epoch, seq: 8 }],
+          ['flush', { session: w.sessionId, epoch: w.epoch, seq: 9 }],
+        ]);
+      } finally {
+        c.terminate();
+      }
+    });
+  });
+});
+
+describe('the backend info is read at use', () => {
+  test('a size that grows after the welcome admits requests past the old end', async () => {
+    const inner = new MemoryBackend(MiB);
+    const backend = new RecordingBackend(inner);
+    await withServer({ disk0: backend }, {}, async (s) => {
+      const c = await RawClient.connect(s.url('disk0'));
+      try {
+        assert.equal((await c.hello()).size, MiB);
+        const past = { seq: 1, op: Op.Read, flags: 0, offset: MiB, length: 4096 };
+        assert.equal((await c.roundTrip([past])).get(1)!.status, Errno.EINVAL);
+        (inner as { info: typeof inner.info }).info = { ...inner.info, size: 2 * MiB };
+        assert.equal((await c.roundTrip([{ ...past, seq: 2 }])).get(2)!.status, 0, 'the new size counts at once');
+      } finally {
+        c.terminate();
       }
     });
   });
@@ -216,7 +259,7 @@ describe('auth at the upgrade', () => {
 
   test('a read-only token sees a read-only export: writes, discards and zeroes get EPERM and nothing is written', async () => {
     const backend = mem();
-    await backend.write(0, pattern(4096, 8), false);
+    await backend.write(TEST_CTX, 0, pattern(4096, 8), false);
     backend.calls.length = 0;
     await withServer({ disk0: backend }, { auth: auth() }, async (s) => {
       const disk = await RemoteDisk.connect({ url: s.url('disk0'), token: 'rotoken-disk0', connectTimeoutMs: 5000 });
@@ -323,7 +366,7 @@ describe('protocol violations close only the offending connection', () => {
       const bad = await RawClient.connect(s.url('disk0'));
       const good = await RawClient.connect(s.url('disk0'));
       try {
-        await bad.hello();
+        await bad.hello({ readOnly: true }); // good is the export's one writer
         await good.hello();
         bad.send(frame(Kind.Requests, msgpack([[1, 9, 0, 0, 512, 0, 0]])));
         const closed = await bad.closedWithin();
@@ -342,7 +385,7 @@ describe('protocol violations close only the offending connection', () => {
   test('a replies message with a truncated lz4 body closes the connection instead of crashing the server', async () => {
     await withServer({ disk0: mem() }, {}, async (s) => {
       const bad = await RawClient.connect(s.url('disk0'));
-      await bad.hello();
+      await bad.hello({ readOnly: true }); // its lost connection would keep the writer lock
       bad.send(frame(Kind.Replies, msgpack([[1, 0, 1, 64]])));
       const closed = await bad.closedWithin();
       assert.equal(closed.code, CloseCode.Malformed);

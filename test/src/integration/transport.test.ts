@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Errno, Op } from '@wsblk/shared';
 import { MemoryBackend, delayFilter } from '@wsblk/server';
 import { ConnectError, RemoteDisk, type IoRequest } from '@wsblk/client';
-import { RecordingBackend, TcpProxy, closedPort, io, pattern, sleep, startServer, waitFor } from '../support/server.js';
+import { RecordingBackend, TEST_CTX, TcpProxy, closedPort, io, pattern, sleep, startServer, waitFor } from '../support/server.js';
 
 const MiB = 1 << 20;
 const quick = { connectTimeoutMs: 5000, backoffInitialMs: 20, backoffMaxMs: 200 };
@@ -31,7 +31,7 @@ describe('replay after a lost connection', () => {
       const inner = new RecordingBackend(new MemoryBackend(16 * MiB));
       const backend = new RecordingBackend(delayFilter(inner, 150, { ops: ['write', 'read'] }));
       // Reads will look at blocks written before the test.
-      for (let i = 0; i < 8; i++) await inner.inner.write(8 * MiB + i * 65536, pattern(65536, 100 + i), false);
+      for (let i = 0; i < 8; i++) await inner.inner.write(TEST_CTX, 8 * MiB + i * 65536, pattern(65536, 100 + i), false);
       const s = await startServer({ disk0: backend });
       const proxy = await TcpProxy.start(s.port);
       const disk = await RemoteDisk.connect({ url: proxy.url('disk0'), compress, ...quick });

@@ -7,7 +7,10 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { StorageServer, type Backend, type StorageServerOptions, type TokenAuth } from '@wsblk/server';
+import { StorageServer, type Backend, type RequestContext, type StorageServerOptions, type TokenAuth } from '@wsblk/server';
+
+/** The context of a backend call a test makes itself, outside any session. */
+export const TEST_CTX: RequestContext = { session: 'test', epoch: 0, seq: 0 };
 
 export type BackendOp = 'read' | 'write' | 'flush' | 'discard' | 'writeZeroes';
 
@@ -15,6 +18,8 @@ export interface BackendCall {
   op: BackendOp;
   offset: number;
   length: number;
+  /** Who asked (session, epoch, seq). */
+  ctx: RequestContext;
   /** A copy of the data of a write. */
   data?: Buffer;
   fua?: boolean;
@@ -85,31 +90,39 @@ export class RecordingBackend extends EventEmitter implements Backend {
     }
   }
 
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.track({ op: 'read', offset, length, start: performance.now() }, () => this.inner.read(offset, length));
+  read(ctx: RequestContext, offset: number, length: number): Promise<Buffer> {
+    return this.track({ op: 'read', offset, length, ctx, start: performance.now() }, () => this.inner.read(ctx, offset, length));
   }
 
-  write(offset: number, data: Buffer, fua: boolean): Promise<void> {
-    const call: BackendCall = { op: 'write', offset, length: data.length, data: Buffer.from(data), fua, start: performance.now() };
-    return this.track(call, () => this.inner.write(offset, data, fua));
+  write(ctx: RequestContext, offset: number, data: Buffer, fua: boolean): Promise<void> {
+    const call: BackendCall = { op: 'write', offset, length: data.length, ctx, data: Buffer.from(data), fua, start: performance.now() };
+    return this.track(call, () => this.inner.write(ctx, offset, data, fua));
   }
 
-  flush(): Promise<void> {
-    return this.track({ op: 'flush', offset: 0, length: 0, start: performance.now() }, () => this.inner.flush());
+  flush(ctx: RequestContext): Promise<void> {
+    return this.track({ op: 'flush', offset: 0, length: 0, ctx, start: performance.now() }, () => this.inner.flush(ctx));
   }
 
-  discard(offset: number, length: number): Promise<void> {
-    return this.track({ op: 'discard', offset, length, start: performance.now() }, () => this.inner.discard(offset, length));
+  discard(ctx: RequestContext, offset: number, length: number): Promise<void> {
+    return this.track({ op: 'discard', offset, length, ctx, start: performance.now() }, () => this.inner.discard(ctx, offset, length));
   }
 
-  writeZeroes(offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void> {
-    const call: BackendCall = { op: 'writeZeroes', offset, length, noUnmap, fua, start: performance.now() };
-    return this.track(call, () => this.inner.writeZeroes(offset, length, noUnmap, fua));
+  writeZeroes(ctx: RequestContext, offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void> {
+    const call: BackendCall = { op: 'writeZeroes', offset, length, ctx, noUnmap, fua, start: performance.now() };
+    return this.track(call, () => this.inner.writeZeroes(ctx, offset, length, noUnmap, fua));
   }
 
   /** performance.now() when close() was called, and how many calls were still running then. */
   closedAt: number | undefined;
   runningAtClose = 0;
+
+  readMeta(): Promise<Buffer | null> {
+    return this.inner.readMeta();
+  }
+
+  writeMeta(data: Buffer): Promise<void> {
+    return this.inner.writeMeta(data);
+  }
 
   close(): Promise<void> {
     this.closedAt = performance.now();

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 
 import {
   addDevice, openQueues, getDeviceInfo, getFeatures, isUblkSystemError, setParams, ublkAvailable,
-  blockDevicePath, charDevicePath,
+  blockDevicePath,
 } from '@wsblk/native';
 
 const noUblk = { skip: existsSync('/dev/ublk-control') ? 'this host has /dev/ublk-control' : false };
@@ -48,5 +48,4 @@ test('bad geometry is refused before the kernel is asked', async () => {
 
 test('device paths', () => {
   assert.equal(blockDevicePath(3), '/dev/ublkb3');
-  assert.equal(charDevicePath(3), '/dev/ublkc3');
 });

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { testHooks } from '@wsblk/native';
+import { testHooks } from '@wsblk/native/test-hooks';
 
 test('a file written with IORING_OP_WRITE reads back equal with IORING_OP_READ', () => {
   const dir = mkdtempSync(join(tmpdir(), 'wsblk-uring-'));

@@ -184,3 +184,56 @@ test('the table is drained only when no operation of any session runs', async ()
   assert.equal(done, true);
   t.clear();
 });
+
+test('a session made with a secret resumes only with the same secret; one made without resumes without', () => {
+  const s = new Session('d', 'c', { secret: 'k'.repeat(64) });
+  assert.equal(s.secretMatches('k'.repeat(64)), true);
+  assert.equal(s.secretMatches('x'.repeat(64)), false);
+  assert.equal(s.secretMatches('k'), false, 'another length');
+  assert.equal(s.secretMatches(undefined), false);
+  const old = new Session('d', 'c');
+  assert.equal(old.secretMatches(undefined), true, 'old clients send no secret');
+});
+
+test('the window tells a replay that asks for another op, offset or length from the same request', () => {
+  const s = new Session('d', 'c');
+  s.remember(9, 0, 1, 4096, 512);
+  assert.equal(s.replayDifference(9, 1, 4096, 512), '');
+  assert.equal(s.replayDifference(9, 1, 0, 512), 'seq 9 was op 1 4096+512, replayed as op 1 0+512');
+  assert.equal(s.replayDifference(9, 1, 4096, 1024), 'seq 9 was op 1 4096+512, replayed as op 1 4096+1024');
+  assert.equal(s.replayDifference(9, 3, 4096, 512), 'seq 9 was op 1 4096+512, replayed as op 3 4096+512');
+  assert.equal(s.replayDifference(10, 3, 0, 1), '', 'an unknown seq is no replay');
+});
+
+test('the writer lock holds through a lost connection and is freed by a clean close, once drained', async () => {
+  const t = new SessionTable(60_000);
+  const s = t.create('d', 'c');
+  t.claimWriter(s);
+  const a = new Owner();
+  s.takeOver(a);
+  t.release(s, a);
+  assert.equal(t.writerOf('d'), s, 'lost: the lock waits for a resume');
+  const b = new Owner();
+  s.takeOver(b);
+  s.begin();
+  t.release(s, b, true);
+  assert.equal(t.find(s.id, 'd'), undefined, 'a clean close ends the session at once');
+  assert.equal(t.writerOf('d'), s, 'but its lock holds while an operation runs');
+  s.end();
+  await waitFor(() => t.writerOf('d') === undefined, 2000, 'writer lock freed');
+  t.clear();
+});
+
+test('an expired writer session frees the lock, and forget() by another session leaves it alone', async () => {
+  const t = new SessionTable(30);
+  const s = t.create('d', 'c');
+  const other = t.create('d', 'c2');
+  t.claimWriter(s);
+  t.forget(other);
+  assert.equal(t.writerOf('d'), s);
+  const a = new Owner();
+  s.takeOver(a);
+  t.release(s, a);
+  await waitFor(() => t.writerOf('d') === undefined, 2000, 'expiry');
+  assert.equal(t.size, 0);
+});
