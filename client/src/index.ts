@@ -11,3 +11,10 @@ export { tuneDaemonMemory, DAEMON_V8_FLAGS, DAEMON_TRIM_THRESHOLD } from './daem
 export { newSecret, tokenOf, transportOptions, type TargetSpec } from './target-spec.js';
 export { splitCredentials } from './transport/url.js';
 export { Backoff, type BackoffOptions } from './transport/reconnect.js';
+export { RangeLock, type RangeHold } from './replica/range-lock.js';
+export { DirtyMap, regionShiftFor } from './replica/dirty-map.js';
+export { ReplicaSet, type ReplicaSetOptions, type ReplicaSetStatus, type ReplicaStatus, type ReplicaState } from './replica/replica-set.js';
+export { decideMembership, AttachRefused, type SetRecord, type Attached } from './replica/membership.js';
+export type { ReplicaLink } from './replica/link.js';
+export { Resync, ResyncError } from './replica/resync.js';
+export { compareTargets, checksumOf, type Mismatch } from './replica/compare.js';

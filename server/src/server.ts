@@ -6,6 +6,7 @@ import { LIMITS, SUBPROTOCOL, acceptUpgrade, bufferPool, logger, upgradeProblem 
 import { dupFd, sendv } from '@wsblk/native';
 import type { Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
+import { ExportMembership } from './session/membership.js';
 import { ServerConnection, type ConnectionTerms } from './protocol/connection.js';
 import type { ExportHandle } from './protocol/handshake.js';
 import { ReplyBudget } from './protocol/reply-budget.js';
@@ -82,7 +83,10 @@ export class StorageServer {
 
   addExport(name: string, backend: Backend): void {
     if (this.exports.has(name)) throw new Error(`export '${name}' is defined twice`);
-    this.exports.set(name, { name, backend, maxPayload: this.maxPayload });
+    const membership = new ExportMembership(backend);
+    // Known before the first replica-set client is welcomed (admit waits for it too).
+    membership.load().catch((e: Error) => log.warn(`export '${name}': cannot read its membership record: ${e.message}`));
+    this.exports.set(name, { name, backend, maxPayload: this.maxPayload, membership });
   }
 
   get exportNames(): string[] {

@@ -9,7 +9,7 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { createRequire } from 'node:module';
 import {
-  Kind, LIMITS, LZ4_MIN_BYTES, LZ4_MIN_SAVING_SHIFT, Op, OP_COUNT, PAYLOAD_LZ4, PROTOCOL_VERSION,
+  Kind, LIMITS, LZ4_MIN_BYTES, LZ4_MIN_SAVING_SHIFT, Op, OP_COUNT, OP_NAMES, PAYLOAD_LZ4, PROTOCOL_VERSION,
   REQUEST_FLAGS_MASK,
 } from './constants.js';
 import { ProtocolError } from './errors.js';
@@ -338,6 +338,9 @@ function decodeHello(v: unknown): Hello {
   if (o.host !== undefined && o.host !== null) hello.host = str(o.host, 'hello.host', 255);
   if (o.readOnly !== undefined && o.readOnly !== null) hello.readOnly = bool(o.readOnly, 'hello.readOnly');
   if (o.steal !== undefined && o.steal !== null) hello.steal = bool(o.steal, 'hello.steal');
+  if (o.setId !== undefined && o.setId !== null) hello.setId = str(o.setId, 'hello.setId', 64);
+  if (o.setEpoch !== undefined && o.setEpoch !== null) hello.setEpoch = uint(o.setEpoch, 'hello.setEpoch');
+  if ((hello.setId === undefined) !== (hello.setEpoch === undefined)) fail('hello.setId and hello.setEpoch go together');
   if (hello.maxPayload < 4096) fail('hello.maxPayload must be at least 4096');
   return hello;
 }
@@ -412,12 +415,14 @@ function decodeRequests(buf: Buffer, headerEnd: number, limits: DecodeLimits): B
     if ((flags & ~REQUEST_FLAGS_MASK) !== 0) fail(`requests[${i}].flags: unknown bits 0x${(flags & ~REQUEST_FLAGS_MASK).toString(16)}`);
     const offset = field(values[f + 3], 'requests', i, 'offset');
     const isData = op === Op.Read || op === Op.Write;
-    const length = field(values[f + 4], 'requests', i, 'length', isData ? limits.maxPayload : LIMITS.maxRangeBytes);
+    const maxLength = isData ? limits.maxPayload : op === Op.Checksum ? LIMITS.maxChecksumBytes
+      : op === Op.MetaWrite ? LIMITS.maxMetaBytes : op === Op.MetaRead ? 0 : LIMITS.maxRangeBytes;
+    const length = field(values[f + 4], 'requests', i, 'length', maxLength);
     const pflags = field(values[f + 5], 'requests', i, 'payloadFlags', PAYLOAD_LZ4);
     const wire = field(values[f + 6], 'requests', i, 'wireLength', limits.maxPayload + 16);
     const req: BlockRequest = { seq, op, flags, offset, length };
-    if (op === Op.Write) {
-      if (length === 0) failAt('requests', i, 'WRITE of zero bytes');
+    if (op === Op.Write || op === Op.MetaWrite) {
+      if (length === 0) failAt('requests', i, `${OP_NAMES[op]} of zero bytes`);
       req.payload = payloadAt(buf, pos, wire, pflags, length, 'requests', i);
       pos += wire;
     } else if (wire !== 0 || pflags !== 0) {

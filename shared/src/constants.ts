@@ -19,8 +19,14 @@ export enum Op {
   Flush = 2,
   Discard = 3,
   WriteZeroes = 4,
+  /** One digest of CHECKSUM_DIGEST bytes per CHECKSUM_CHUNK of the range (replica compare, resync). */
+  Checksum = 5,
+  /** The export's membership record (replica sets), as JSON; no data when it has none. */
+  MetaRead = 6,
+  /** Replaces the membership record (payload: JSON), atomically and durably. */
+  MetaWrite = 7,
 }
-export const OP_NAMES = ['READ', 'WRITE', 'FLUSH', 'DISCARD', 'WRITE_ZEROES'] as const;
+export const OP_NAMES = ['READ', 'WRITE', 'FLUSH', 'DISCARD', 'WRITE_ZEROES', 'CHECKSUM', 'META_READ', 'META_WRITE'] as const;
 export const OP_COUNT = OP_NAMES.length;
 
 /** Request flags (semantic). */
@@ -44,6 +50,8 @@ export enum Errno {
   ENOTSUP = 95,
   ESHUTDOWN = 108,
   ETIMEDOUT = 110,
+  /** A write or record from an older replica-set epoch than the export's. */
+  ESTALE = 116,
 }
 
 /** WebSocket close codes (4000-4999 is the application range). */
@@ -76,9 +84,17 @@ export const LIMITS = {
   maxControlBytes: 64 << 10,
   /** Largest DISCARD / WRITE_ZEROES range in one request. */
   maxRangeBytes: 2 ** 40,
+  /** Largest range one CHECKSUM request covers (its reply: 16 bytes per 64 KiB, 16 KiB). */
+  maxChecksumBytes: 64 << 20,
+  /** Largest membership record. */
+  maxMetaBytes: 64 << 10,
 } as const;
 
 /** lz4 is kept for a payload only when it saves at least 1/8 (12.5 %). */
 export const LZ4_MIN_SAVING_SHIFT = 3;
 /** Payloads smaller than this are never compressed: not worth the call. */
 export const LZ4_MIN_BYTES = 512;
+
+/** CHECKSUM: bytes per digest, and the digest's size (sha256, first 16 bytes). */
+export const CHECKSUM_CHUNK = 64 << 10;
+export const CHECKSUM_DIGEST = 16;

@@ -15,6 +15,7 @@ const ERRNO_NAMES: Record<number, string> = {
   [Errno.EOVERFLOW]: 'EOVERFLOW',
   [Errno.ENOTSUP]: 'ENOTSUP',
   [Errno.ESHUTDOWN]: 'ESHUTDOWN',
+  [Errno.ESTALE]: 'ESTALE',
   [Errno.ETIMEDOUT]: 'ETIMEDOUT',
 };
 
@@ -35,6 +36,8 @@ export function statusOfError(err: unknown): number {
       return Errno.EPERM;
     case 'EINVAL':
       return Errno.EINVAL;
+    case 'ESTALE':
+      return Errno.ESTALE;
     case 'ENOMEM':
       return Errno.ENOMEM;
     case 'EOPNOTSUPP':

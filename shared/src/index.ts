@@ -15,3 +15,5 @@ export * from './onread.js';
 export * from './token.js';
 export * from './pool.js';
 export * from './microtask.js';
+export * from './set-record.js';
+export * from './atomic-write.js';

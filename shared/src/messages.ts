@@ -19,6 +19,12 @@ export interface Hello {
   readOnly?: boolean;
   /** Take the export over from its current writer (`connect --steal`): fence it first. */
   steal?: boolean;
+  /**
+   * A replica set's client: the set and epoch it writes for. The server refuses its writes once
+   * the export's membership record is of another set or a newer epoch (ESTALE).
+   */
+  setId?: string;
+  setEpoch?: number;
   /** Optional features the client can use, e.g. 'lz4'. */
   features: string[];
   /** Largest READ/WRITE payload the client will send or accept. */

@@ -40,5 +40,9 @@ export interface Backend {
   discard(ctx: RequestContext, offset: number, length: number): Promise<void>;
   /** noUnmap: keep the blocks allocated. */
   writeZeroes(ctx: RequestContext, offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void>;
+  /** The export's membership record (replica sets), kept next to its data; null when none. */
+  readMeta(): Promise<Buffer | null>;
+  /** Replaces the record atomically; on stable storage when it resolves. */
+  writeMeta(data: Buffer): Promise<void>;
   close(): Promise<void>;
 }

@@ -36,6 +36,8 @@ export function delayFilter(inner: Backend, ms: number, match: FilterMatch = {})
     flush: async (c) => { await wait('flush'); return inner.flush(c); },
     discard: async (c, o, l) => { await wait('discard', o); return inner.discard(c, o, l); },
     writeZeroes: async (c, o, l, n, f) => { await wait('writeZeroes', o); return inner.writeZeroes(c, o, l, n, f); },
+    readMeta: () => inner.readMeta(),
+    writeMeta: (d) => inner.writeMeta(d),
     close: () => inner.close(),
   };
 }

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { FALLOC, fallocate } from '@wsblk/native';
 import type { Backend, BackendInfo, RequestContext } from './backend.js';
+import { MetaFile } from './meta-file.js';
 
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 
@@ -127,6 +128,14 @@ export class FileBackend implements Backend {
   async writeZeroes(_ctx: RequestContext, offset: number, length: number, noUnmap: boolean, fua: boolean): Promise<void> {
     if (noUnmap || !(await this.punch(offset, length))) await this.zeroRange(offset, length, false);
     if (fua) await fdatasync(this.fd);
+  }
+
+  readMeta(): Promise<Buffer | null> {
+    return MetaFile.beside(this.path).read();
+  }
+
+  writeMeta(data: Buffer): Promise<void> {
+    return MetaFile.beside(this.path).write(data);
   }
 
   async close(): Promise<void> {

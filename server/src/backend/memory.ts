@@ -64,6 +64,16 @@ export class MemoryBackend implements Backend {
     this.zero(offset, length);
   }
 
+  private meta: Buffer | null = null;
+
+  async readMeta(): Promise<Buffer | null> {
+    return this.meta;
+  }
+
+  async writeMeta(data: Buffer): Promise<void> {
+    this.meta = Buffer.from(data);
+  }
+
   async close(): Promise<void> {
     this.chunks.clear();
   }

@@ -32,5 +32,11 @@ export function validate(req: BlockRequest, info: BackendInfo, limits: RequestLi
     case Op.WriteZeroes:
       if (readOnly) return Errno.EPERM;
       return end > info.size ? Errno.ENOSPC : 0;
+    case Op.Checksum:
+      return end > info.size ? Errno.EINVAL : 0;
+    case Op.MetaRead:
+      return 0;
+    case Op.MetaWrite:
+      return readOnly ? Errno.EPERM : 0;
   }
 }

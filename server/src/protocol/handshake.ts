@@ -1,5 +1,6 @@
 import { CloseCode, PROTOCOL_VERSION, logger, type Hello, type Welcome } from '@wsblk/shared';
 import type { Backend } from '../backend/backend.js';
+import type { ExportMembership, SetView } from '../session/membership.js';
 import { evict, takeOverFenced } from '../session/fence.js';
 import type { Session, SessionOwner } from '../session/session.js';
 import type { SessionTable } from '../session/session-table.js';
@@ -10,6 +11,7 @@ export interface ExportHandle {
   name: string;
   backend: Backend;
   maxPayload: number;
+  membership: ExportMembership;
 }
 
 /** What a hello was granted: the session it runs in and what it may do. */
@@ -21,6 +23,8 @@ export interface Admission {
   readOnly: boolean;
   maxPayload: number;
   lz4: boolean;
+  /** The replica set the client writes for (hello), if it is a replica set's client. */
+  set?: SetView;
   /** A resume waits for this (the fence) before it is welcomed. */
   fenced?: Promise<void>;
 }
@@ -53,9 +57,18 @@ function holderOf(s: Session, graceMs: number): string {
 export function admit(
   hello: Hello, exp: ExportHandle, grantReadOnly: boolean, sessions: SessionTable, owner: SessionOwner, peer: string,
 ): Admission | Promise<Admission> {
+  if (hello.setId === undefined) return admitSession(hello, exp, grantReadOnly, sessions, owner, peer);
+  // A replica set's client: its writes are fenced by the export's record, which must be known first.
+  return exp.membership.load().then(() => admitSession(hello, exp, grantReadOnly, sessions, owner, peer));
+}
+
+function admitSession(
+  hello: Hello, exp: ExportHandle, grantReadOnly: boolean, sessions: SessionTable, owner: SessionOwner, peer: string,
+): Admission | Promise<Admission> {
   const terms = {
     maxPayload: Math.min(hello.maxPayload, exp.maxPayload),
     lz4: hello.features.includes('lz4'),
+    ...(hello.setId !== undefined ? { set: { setId: hello.setId, epoch: hello.setEpoch! } } : {}),
   };
   const session = hello.resume ? sessions.find(hello.resume, exp.name) : undefined;
   if (session) {

@@ -1,7 +1,9 @@
 import {
   FLAG_FUA, FLAG_NO_UNMAP, LIMITS, Op, OP_NAMES, bufferPool, encodeReplies, errnoName, logger, microtask,
-  statusOfError, type BlockReply, type BlockRequest, type WsConn,
+  statusOfError, Errno, parseSetRecord, type BlockReply, type BlockRequest, type WsConn,
 } from '@wsblk/shared';
+import { checksumRange } from '../backend/checksum.js';
+import type { SetView } from '../session/membership.js';
 import type { RequestContext } from '../backend/backend.js';
 import { validate } from '../backend/validate.js';
 import type { Session } from '../session/session.js';
@@ -38,6 +40,8 @@ export class Transmission implements Debtor {
   private stopped = false;
   private readonly session: Session;
   private readonly limits: { readOnly: boolean; maxPayload: number };
+  /** The replica set this client writes for (hello, then its own META_WRITEs). */
+  private set: SetView | undefined;
 
   constructor(
     private readonly ws: WsConn,
@@ -50,6 +54,7 @@ export class Transmission implements Debtor {
   ) {
     this.session = admission.session;
     this.limits = { readOnly: admission.readOnly, maxPayload: admission.maxPayload };
+    this.set = admission.set;
     budget.join(this);
     ws.ondrain = () => {
       this.budget.update(this);
@@ -138,7 +143,11 @@ export class Transmission implements Debtor {
       log.debug(`${this.peer}: ${OP_NAMES[req.op]} ${req.offset}+${req.length}: ${errnoName(bad)}`);
       return this.reply({ seq: req.seq, status: bad });
     }
-    if (req.op !== Op.Read) {
+    if (isWriteLike(req.op) && this.exp.membership.isStale(this.set)) {
+      log.warn(`${this.peer}: ${OP_NAMES[req.op]} refused: the export's replica set record is newer than this client's (${this.set!.setId.slice(0, 8)} epoch ${this.set!.epoch})`);
+      return this.reply({ seq: req.seq, status: Errno.ESTALE });
+    }
+    if (isRemembered(req.op)) {
       const known = session.recall(req.seq);
       if (known !== undefined) {
         const diff = session.replayDifference(req.seq, req.op, req.offset, req.length);
@@ -157,10 +166,21 @@ export class Transmission implements Debtor {
       case Op.WriteZeroes:
         p = backend.writeZeroes(ctx, req.offset, req.length, (req.flags & FLAG_NO_UNMAP) !== 0, (req.flags & FLAG_FUA) !== 0);
         break;
+      case Op.Checksum: p = checksumRange(backend, ctx, req.offset, req.length); break;
+      case Op.MetaRead:
+        // No record: an empty reply (a record is never empty).
+        p = this.exp.membership.read().then((raw) => raw ?? undefined);
+        break;
+      case Op.MetaWrite:
+        p = this.exp.membership.write(req.payload!).then((status) => {
+          if (status !== 0) return Promise.reject(Object.assign(new Error(`membership record refused: ${errnoName(status)}`), { code: errnoName(status) }));
+          this.set = parseSetRecord(req.payload!);
+        });
+        break;
     }
     // The payload may lie in a pooled frame that goes back when this message's handler returns:
     // hold it until the backend is done with it (a file write is still running then).
-    const held = req.op === Op.Write ? req.payload : undefined;
+    const held = req.op === Op.Write || req.op === Op.MetaWrite ? req.payload : undefined;
     if (held) bufferPool.retain(held);
     session.begin();
     this.running++;
@@ -183,8 +203,8 @@ export class Transmission implements Debtor {
 
   private finish(req: BlockRequest, status: number, data?: Buffer): void {
     const session = this.session;
-    if (req.op !== Op.Read) session.remember(req.seq, status, req.op, req.offset, req.length);
-    else this.pendingBytes -= req.length;
+    if (isRemembered(req.op)) session.remember(req.seq, status, req.op, req.offset, req.length);
+    else if (req.op === Op.Read) this.pendingBytes -= req.length;
     session.end();
     if (--this.running === 0 && this.idleWaiters.length) {
       const w = this.idleWaiters;
@@ -244,4 +264,14 @@ export class Transmission implements Debtor {
     this.budget.update(this);
     if (this.held.length) this.retry();
   }
+}
+
+/** Requests that change the data: fenced by the set's record. */
+function isWriteLike(op: Op): boolean {
+  return op === Op.Write || op === Op.Discard || op === Op.WriteZeroes;
+}
+
+/** Requests whose status the session remembers, so a replay is answered, not applied again. */
+function isRemembered(op: Op): boolean {
+  return op !== Op.Read && op !== Op.Checksum && op !== Op.MetaRead;
 }

@@ -116,6 +116,14 @@ export class RecordingBackend extends EventEmitter implements Backend {
   closedAt: number | undefined;
   runningAtClose = 0;
 
+  readMeta(): Promise<Buffer | null> {
+    return this.inner.readMeta();
+  }
+
+  writeMeta(data: Buffer): Promise<void> {
+    return this.inner.writeMeta(data);
+  }
+
   close(): Promise<void> {
     this.closedAt = performance.now();
     this.runningAtClose = this.running;

@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Errno, FLAG_FUA, FLAG_NO_UNMAP, Kind, LIMITS, Op, PAYLOAD_LZ4, PROTOCOL_VERSION, ProtocolError,
-  decodeMessage, encodeHello, encodeReplies, encodeRequests, encodeWelcome, joinParts, maybeCompress,
+  decodeMessage, encodeHello, encodeSetRecord, parseSetRecord, encodeReplies, encodeRequests, encodeWelcome, joinParts, maybeCompress,
   type BlockReply, type BlockRequest, type Hello, type Welcome,
 } from '@wsblk/shared';
 import { Packr } from 'msgpackr';
@@ -227,7 +227,7 @@ describe('the decoder refuses malformed messages with a ProtocolError', () => {
   });
 
   test('an unknown op', () => {
-    rejects(reqFrame([rec({ op: 5 })]), /requests\[0\]\.op: expected an integer in 0\.\.4, got 5/);
+    rejects(reqFrame([rec({ op: 8 })]), /requests\[0\]\.op: expected an integer in 0\.\.7, got 8/);
   });
 
   test('unknown request flag bits', () => {
@@ -414,7 +414,7 @@ describe('batch headers are written and read without msgpackr, as msgpackr would
     const cases: Array<[unknown[], RegExp]> = [
       [[rec({ seq: 1.5 })], /requests\[0\]\.seq: expected an integer/],
       [[rec({ offset: 2 ** 60 })], /requests\[0\]\.offset: expected an integer/],
-      [[rec({ op: 5 })], /requests\[0\]\.op: expected an integer in 0\.\.4, got 5/],
+      [[rec({ op: 8 })], /requests\[0\]\.op: expected an integer in 0\.\.7, got 8/],
       [[rec(), rec({ flags: 0x8000 })], /requests\[1\]\.flags: unknown bits 0x8000/],
       [[rec({ length: 2 << 20 })], /requests\[0\]\.length: expected an integer in 0\.\.1048576/],
       [[rec({ pflags: 2 })], /requests\[0\]\.payloadFlags/],
@@ -459,3 +459,27 @@ describe('batch headers are written and read without msgpackr, as msgpackr would
   });
 });
 
+
+describe('replica-set requests (CHECKSUM, META_READ, META_WRITE)', () => {
+  test('a META_WRITE carries its record as payload; META_READ and CHECKSUM carry none', () => {
+    const rec0 = encodeSetRecord({ setId: 'abc', epoch: 3, inSync: ['ws://a:1/x'] });
+    const msg = decodeMessage(reqFrame([rec({ op: Op.MetaWrite, length: rec0.length, wire: rec0.length }), rec({ seq: 2, op: Op.MetaRead, length: 0 }), rec({ seq: 3, op: Op.Checksum, length: 64 << 20 })], rec0));
+    assert.equal(msg.kind, 'requests');
+    if (msg.kind !== 'requests') return;
+    assert.deepEqual(parseSetRecord(msg.requests[0]!.payload!), { setId: 'abc', epoch: 3, inSync: ['ws://a:1/x'] });
+    assert.equal(msg.requests[2]!.length, 64 << 20);
+  });
+  test('limits: a record over 64 KiB, a META_READ with a length, a CHECKSUM over 64 MiB, a META_WRITE of nothing', () => {
+    rejects(reqFrame([rec({ op: Op.MetaWrite, length: (64 << 10) + 1, wire: (64 << 10) + 1 })], Buffer.alloc((64 << 10) + 1)), /length/);
+    rejects(reqFrame([rec({ op: Op.MetaRead, length: 1 })]), /length/);
+    rejects(reqFrame([rec({ op: Op.Checksum, length: (64 << 20) + 1 })]), /length/);
+    rejects(reqFrame([rec({ op: Op.MetaWrite, length: 0 })]), /META_WRITE of zero bytes/);
+    rejects(reqFrame([rec({ op: Op.Checksum, length: 4096, wire: 4 })], Buffer.alloc(4)), /carries a payload/);
+  });
+  test('a membership record that is not one is refused with the reason', () => {
+    assert.throws(() => parseSetRecord(Buffer.from('nope')), /not JSON/);
+    assert.throws(() => parseSetRecord(Buffer.from('{"setId":"a b","epoch":1,"inSync":["x"]}')), /setId/);
+    assert.throws(() => parseSetRecord(Buffer.from('{"setId":"ab","epoch":-1,"inSync":["x"]}')), /epoch/);
+    assert.throws(() => parseSetRecord(Buffer.from('{"setId":"ab","epoch":1,"inSync":[]}')), /inSync/);
+  });
+});

@@ -1,0 +1,161 @@
+import { Op } from '@wsblk/shared';
+import type { IoRequest } from '../target.js';
+import type { DirtyMap } from './dirty-map.js';
+import type { ReplicaLink } from './link.js';
+import type { RangeLock } from './range-lock.js';
+
+export interface ResyncOptions {
+  lock: RangeLock;
+  /** Disk size in bytes. */
+  size: number;
+  /** Largest READ/WRITE one request may carry (both links accept it). */
+  maxPayload: number;
+  /** An in-sync replica to copy from, asked again for every region (null: none now). */
+  source: () => ReplicaLink | null;
+  target: ReplicaLink;
+  /** The regions to bring up to date; its resync position is where this run starts. */
+  map: DirtyMap;
+  /** Compare checksums first and copy only regions that differ (no map of the outage was kept). */
+  compare: boolean;
+  /** Bytes per second copied (and compared), at most; 0: no limit. */
+  rate: number;
+  /** A region copy (or compare) that takes longer than this gives up: it holds writes to that region. */
+  timeoutMs: number;
+  /** Saves the position at least this often (ms). */
+  saveEveryMs?: number;
+  log: (msg: string) => void;
+}
+
+export class ResyncError extends Error {
+  override name = 'ResyncError';
+  constructor(message: string, readonly blame: 'source' | 'target' | 'none') {
+    super(message);
+  }
+}
+
+/**
+ * Brings one replica up to date, region by region, from an in-sync one. Each region is copied
+ * under the set's range lock, so a write to that region waits only for its copy, and the
+ * region's copy reaches the target before any later write to it. Resumable: the position and
+ * the regions still to copy live in the dirty map, saved as it goes.
+ */
+export class Resync {
+  private stopped = false;
+  /** Regions done in this run, and to do in all (for progress). */
+  done = 0;
+  readonly total: number;
+  bytesCopied = 0;
+  regionsCompared = 0;
+  private readonly startedAt = Date.now();
+
+  constructor(private readonly o: ResyncOptions) {
+    this.total = o.compare ? o.map.regions - o.map.resyncPosition : o.map.dirtyRegions;
+  }
+
+  get percent(): number {
+    return this.total === 0 ? 100 : Math.min(100, Math.floor((this.done / this.total) * 1000) / 10);
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  /** Runs to the end. Rejects with a ResyncError when a replica fails, or when stopped. */
+  async run(): Promise<void> {
+    const { map } = this.o;
+    const rs = map.regionSize;
+    let lastSave = Date.now();
+    const first = this.o.compare ? map.resyncPosition : map.nextDirty(map.resyncPosition);
+    if (first > 0) this.o.log(`resync of ${this.o.target.id} resumes at offset ${first * rs} (region ${first} of ${map.regions})`);
+    for (let r = first; r >= 0 && r < map.regions; r = map.nextDirty(r + 1)) {
+      if (this.stopped) throw new ResyncError('stopped', 'none');
+      const offset = r * rs;
+      const length = Math.min(rs, this.o.size - offset);
+      await this.region(offset, length);
+      map.copied(r, r + 1);
+      this.done++;
+      if (Date.now() - lastSave >= (this.o.saveEveryMs ?? 1000)) {
+        lastSave = Date.now();
+        await map.flush();
+      }
+      await this.pace();
+    }
+    await map.flush();
+  }
+
+  /** Copies one region (after comparing, in compare mode) under the range lock. */
+  private async region(offset: number, length: number): Promise<void> {
+    const { lock } = this.o;
+    let hold: ReturnType<RangeLock['acquire']>['hold'] | undefined;
+    await new Promise<void>((resolve) => {
+      const r = lock.acquire(offset, length, resolve);
+      hold = r.hold;
+      if (r.now) resolve();
+    });
+    try {
+      await deadline(this.copy(offset, length), this.o.timeoutMs, `copying ${offset}+${length} took over ${this.o.timeoutMs / 1000} s`);
+    } finally {
+      lock.release(hold!);
+    }
+  }
+
+  private async copy(offset: number, length: number): Promise<void> {
+    const src = this.o.source();
+    if (!src) throw new ResyncError('no in-sync replica to copy from', 'source');
+    const dst = this.o.target;
+    if (this.o.compare) {
+      this.regionsCompared++;
+      const [a, b] = await Promise.all([
+        src.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${src.id}: ${e.message}`, 'source'); }),
+        dst.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${dst.id}: ${e.message}`, 'target'); }),
+      ]);
+      if (a.equals(b)) return;
+    }
+    for (let at = offset; at < offset + length; ) {
+      const n = Math.min(this.o.maxPayload, offset + length - at);
+      const data = await io(src, { op: Op.Read, offset: at, length: n, flags: 0 }).catch((st: number) => {
+        throw new ResyncError(`reading ${at}+${n} from ${src.id}: errno ${st}`, 'source');
+      });
+      await io(dst, { op: Op.Write, offset: at, length: n, flags: 0, payload: data }).catch((st: number) => {
+        throw new ResyncError(`writing ${at}+${n} to ${dst.id}: errno ${st}`, 'target');
+      });
+      this.bytesCopied += n;
+      at += n;
+    }
+  }
+
+  /** Sleeps as long as the rate limit asks, given what was done since the start. */
+  private async pace(): Promise<void> {
+    if (this.o.rate <= 0) return;
+    const work = this.bytesCopied + this.regionsCompared * this.o.map.regionSize / 16;
+    const due = this.startedAt + (work / this.o.rate) * 1000;
+    for (let wait = due - Date.now(); wait > 0 && !this.stopped; wait = due - Date.now()) {
+      await new Promise((r) => setTimeout(r, Math.min(wait, 500)));
+    }
+  }
+}
+
+/** One request to a link as a promise: the READ data (kept: copied out of a lent buffer). */
+function io(link: ReplicaLink, req: IoRequest): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    link.submit(req, (status, data) => {
+      if (status !== 0) return reject(status);
+      resolve(data ? Buffer.from(data) : undefined);
+    });
+  });
+}
+
+function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  if (ms <= 0) return p;
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new ResyncError(what, 'none')), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
