@@ -39,6 +39,7 @@ export interface OpenOptions {
 /** One server: the RemoteDisk itself. */
 async function single(spec: TargetSpec, o: OpenOptions): Promise<DeviceTarget> {
   const disk = await RemoteDisk.connect(diskOptions(spec, undefined, o));
+  spec.sessionId = disk.stats.sessionId;
   return {
     get info() { return disk.info; },
     submit: (req, cb) => disk.submit(req, cb),
@@ -84,6 +85,7 @@ export function mapPath(dir: string, id: string, url: string): string {
  */
 async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promise<DeviceTarget> {
   const disks = await connectReplicas(spec, set, o);
+  disks.forEach((d, i) => { if (d.connected) set.replicas[i]!.sessionId = d.stats.sessionId; });
   const links = disks.map((d, i) => new RemoteLink(d, set.replicas[i]!.url));
   let rs: ReplicaSet;
   try {
