@@ -2,7 +2,7 @@
 // runs from, the state file keeps (DeviceState.target) and `recover` reads back. The token is
 // never in it, only where to find it; the session secret is, which is why the state file is 0600.
 import { randomBytes } from 'node:crypto';
-import { readTokenFile } from '@wsblk/shared';
+import { readTokenFile, type SetRecord } from '@wsblk/shared';
 import type { RemoteDiskOptions } from './transport/remote-disk.js';
 
 export interface TargetSpec {
@@ -28,6 +28,22 @@ export interface TargetSpec {
   maxInflightBytes: number;
   /** Attach read-only (the device is read-only). */
   readOnly: boolean;
+  /** A replica set (`connect URL1,URL2,...`): `url` is then its first replica. Absent: one server. */
+  set?: SetSpec;
+}
+
+/** A device over several servers: every replica (its session kept current) and the set's options. */
+export interface SetSpec {
+  replicas: Array<{ url: string; sessionId: string }>;
+  minInSync: number;
+  onNoQuorum: 'wait' | 'error';
+  replicaTimeoutMs: number;
+  /** Resync copies at most this many bytes per second (0: no limit). */
+  resyncRate: number;
+  /** Trust this replica at the first attach when the records do not settle it (then dropped). */
+  forceInSync?: string;
+  /** The membership record this device stored last: a restarted daemon trusts it if still the newest. */
+  known?: SetRecord;
 }
 
 /** A fresh session secret: 32 random bytes, hex. */
@@ -43,11 +59,16 @@ export function tokenOf(spec: TargetSpec): string | undefined {
   return process.env[t.env] || undefined;
 }
 
-/** The transport's options for a spec: the one place a spec becomes a connection. */
-export function transportOptions(spec: TargetSpec): RemoteDiskOptions {
+/**
+ * The transport's options for a spec: the one place a spec becomes a connection. `replica`: one
+ * replica of a set (its URL and session); an I/O timeout there fails the replica's request, and
+ * the set ejects the replica or, if none answered, fails the request.
+ */
+export function transportOptions(spec: TargetSpec, replica?: { url: string; sessionId: string }): RemoteDiskOptions {
+  const sessionId = replica ? replica.sessionId : spec.sessionId;
   return {
-    url: spec.url, token: tokenOf(spec), compress: spec.compress, connectTimeoutMs: spec.connectTimeoutMs,
+    url: replica?.url ?? spec.url, token: tokenOf(spec), compress: spec.compress, connectTimeoutMs: spec.connectTimeoutMs,
     ioTimeoutMs: spec.ioTimeoutMs, maxInflightBytes: spec.maxInflightBytes, readOnly: spec.readOnly,
-    secret: spec.secret, ...(spec.sessionId ? { resumeSession: spec.sessionId } : {}),
+    secret: spec.secret, ...(sessionId ? { resumeSession: sessionId } : {}),
   };
 }

@@ -32,6 +32,11 @@ export interface ConnectOptions {
   supervise: boolean;
   readOnly?: boolean;
   steal?: boolean;
+  minInSync: number;
+  onNoQuorum: 'wait' | 'error';
+  replicaTimeout: number;
+  resyncRate: number;
+  forceInSync?: string;
   /** Hidden: set by the parent of a background daemon or by the supervisor. */
   id?: string;
   readyIpc?: boolean;
@@ -51,8 +56,12 @@ export function connectCommand(): Command {
       + 'supervised: if its daemon dies (even by SIGKILL), a new one recovers the device and the '
       + 'kernel re-sends what was in flight; --no-supervise leaves that to `wsblk recover`. '
       + 'An export has one writer: a second read-write connect is refused (exit 3) unless --steal, '
-      + 'which fences the current writer; --read-only attaches beside it.')
-    .argument('<url>', 'ws://HOST[:PORT]/EXPORT or wss://... (port 7690 by default); ws://:TOKEN@HOST/EXPORT gives the token')
+      + 'which fences the current writer; --read-only attaches beside it.\n\n'
+      + 'Several URLs, comma-separated, make one device over a replica set: writes go to every '
+      + 'in-sync replica, reads to one; a replica that fails or stays silent for --replica-timeout is '
+      + 'ejected (the new membership is stored on the others first) and, once back, resynced from '
+      + 'the regions written while it was out. Every replica must have the same size.')
+    .argument('<url>', 'ws://HOST[:PORT]/EXPORT or wss://... (port 7690 by default); ws://:TOKEN@HOST/EXPORT gives the token; URL1,URL2,... a replica set')
     .option('--nbd <socket>', 'serve the export as NBD on this Unix socket instead of a ublk device')
     .option('--token-file <file>', 'file whose first line is the bearer token')
     .addOption(new Option('--compress <algo>', 'compress payloads where it pays').choices(['lz4', 'none']).default('none'))
@@ -67,18 +76,45 @@ export function connectCommand(): Command {
     .option('--max-io <size>', 'ublk: largest request (a multiple of 4K)', sizeArg, 1 << 20)
     .addOption(new Option('--block-size <bytes>', 'ublk: logical block size, 512 or 4096').default(512).argParser(blockSizeArg))
     .option('--no-supervise', 'ublk: no supervisor; recover a killed daemon with `wsblk recover`')
+    .option('--min-in-sync <n>', 'replica set: writes need this many in-sync replicas', intArg(1, 32), 1)
+    .addOption(new Option('--on-no-quorum <mode>', 'replica set: with fewer in-sync replicas, writes wait, or fail with EIO').choices(['wait', 'error']).default('wait'))
+    .option('--replica-timeout <seconds>', 'replica set: eject a replica that leaves a request unanswered this long (the last in-sync one is never ejected)', secondsArg, 8)
+    .option('--resync-rate <size>', 'replica set: copy at most this much per second while resyncing (0: no limit)', sizeArg, 100 << 20)
+    .option('--force-in-sync <url>', 'replica set: trust this replica when the records cannot tell which are in sync (writes the others had and it missed are lost)')
     .addOption(new Option('--id <id>').hideHelp())
     .addOption(new Option('--ready-ipc').hideHelp())
     .addOption(new Option('--supervised').hideHelp())
     .action(async (text: string, o: ConnectOptions) => {
       // A token in the URL is used, and the URL is kept (argv, logs, state) without it.
-      const plain = splitCredentials(text);
-      let url: string;
+      const parts = text.split(',').map((u) => u.trim()).filter((u) => u !== '');
+      let urls: string[];
+      const tokens = new Set<string>();
       try {
-        url = withPort(parseUrl(plain.url));
+        urls = parts.map((p) => {
+          const plain = splitCredentials(p);
+          if (plain.token !== undefined) tokens.add(plain.token);
+          return withPort(parseUrl(plain.url));
+        });
       } catch (e) {
         throw new CliError((e as Error).message, EXIT.USAGE);
       }
+      if (urls.length === 0) throw new CliError('no URL given', EXIT.USAGE);
+      const dup = urls.find((u, i) => urls.indexOf(u) !== i);
+      if (dup) throw new CliError(`${dup} is given twice`, EXIT.USAGE);
+      if (tokens.size > 1) throw new CliError('the URLs carry different tokens: a replica set uses one token for every replica', EXIT.USAGE);
+      if (urls.length === 1 && (o.forceInSync || o.minInSync > 1)) throw new CliError('--min-in-sync and --force-in-sync are for a replica set (URL1,URL2,...)', EXIT.USAGE);
+      if (o.minInSync > urls.length) throw new CliError(`--min-in-sync ${o.minInSync} is more than the ${urls.length} replicas`, EXIT.USAGE);
+      if (o.forceInSync !== undefined) {
+        try {
+          o.forceInSync = withPort(parseUrl(splitCredentials(o.forceInSync).url));
+        } catch (e) {
+          throw new CliError(`--force-in-sync: ${(e as Error).message}`, EXIT.USAGE);
+        }
+        if (!urls.includes(o.forceInSync)) throw new CliError(`--force-in-sync ${o.forceInSync} is not one of the replicas`, EXIT.USAGE);
+      }
+      if (o.replicaTimeout <= 0) throw new CliError('--replica-timeout must be more than 0 seconds', EXIT.USAGE);
+      const url = urls.join(',');
+      const plain = { token: [...tokens][0] };
       if (plain.token !== undefined) {
         if (o.tokenFile) throw new CliError('the URL carries a token and --token-file gives one: give it once', EXIT.USAGE);
         // Children (supervisor, daemon) get it through their environment, never their argv.
@@ -112,7 +148,9 @@ function childArgs(url: string, o: ConnectOptions, id: string): string[] {
     '--max-inflight', String(o.maxInflight), '--queues', String(o.queues), '--depth', String(o.depth),
     '--max-io', String(o.maxIo), '--block-size', String(o.blockSize),
     ...(o.nbd ? ['--nbd', o.nbd] : []), ...(o.tokenFile ? ['--token-file', o.tokenFile] : []),
-    ...(o.supervise ? [] : ['--no-supervise']), ...(o.readOnly ? ['--read-only'] : []), ...(o.steal ? ['--steal'] : [])];
+    ...(o.supervise ? [] : ['--no-supervise']), ...(o.readOnly ? ['--read-only'] : []), ...(o.steal ? ['--steal'] : []),
+    '--min-in-sync', String(o.minInSync), '--on-no-quorum', o.onNoQuorum, '--replica-timeout', String(o.replicaTimeout),
+    '--resync-rate', String(o.resyncRate), ...(o.forceInSync ? ['--force-in-sync', o.forceInSync] : [])];
 }
 
 /** Claims a device id: nbdN, or ublkN where /dev/ublkcN is free too (N becomes the kernel id). */
@@ -128,11 +166,19 @@ function claimDeviceId(dir: string, kind: 'nbd' | 'ublk'): string {
 
 export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd' | 'ublk'): ConstructorParameters<typeof Daemon>[0] {
   const id = o.id ?? claimDeviceId(runDir(), kind);
+  const urls = url.split(',');
+  const first = urls[0]!;
   const target: TargetSpec = {
-    url, export: decodeURIComponent(new URL(url).pathname.replace(/^\/+/, '')),
+    url: first, export: decodeURIComponent(new URL(first).pathname.replace(/^\/+/, '')),
     token: o.tokenFile ? { file: o.tokenFile } : process.env.WSBLK_TOKEN ? { env: 'WSBLK_TOKEN' } : 'none',
     sessionId: '', secret: newSecret(), compress: o.compress, connectTimeoutMs: o.connectTimeout * 1000,
     ioTimeoutMs: o.ioTimeout * 1000, maxInflightBytes: o.maxInflight, readOnly: o.readOnly === true,
+    ...(urls.length > 1 ? {
+      set: {
+        replicas: urls.map((u) => ({ url: u, sessionId: '' })), minInSync: o.minInSync, onNoQuorum: o.onNoQuorum,
+        replicaTimeoutMs: o.replicaTimeout * 1000, resyncRate: o.resyncRate, ...(o.forceInSync ? { forceInSync: o.forceInSync } : {}),
+      },
+    } : {}),
   };
   const frontend: FrontendFactory = kind === 'nbd'
     ? nbdFrontend(o.nbd!)

@@ -20,7 +20,7 @@ export async function collectDevices(): Promise<Array<{ state: DeviceState; entr
   const states = listStates(dir);
   return Promise.all(states.map(async (s) => {
     const base: DeviceEntry = {
-      id: s.id, kind: s.kind, device: s.device, url: s.url, pid: s.pid, state: 'dead', inflight: null, reconnects: null,
+      id: s.id, kind: s.kind, device: s.device, url: s.target?.set ? s.target.set.replicas.map((r) => r.url).join(',') : s.url, pid: s.pid, state: 'dead', inflight: null, reconnects: null,
     };
     let entry: DeviceEntry;
     if (!s.pid) entry = { ...base, state: 'starting' };

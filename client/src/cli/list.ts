@@ -5,7 +5,10 @@ export function listCommand(): Command {
   return new Command('list')
     .summary('list connected devices')
     .description('List the devices connected on this host, with their daemon\'s live state: '
-      + 'connected, reconnecting, dead (daemon gone: disconnect or recover it), unresponsive.')
+      + 'connected, reconnecting, dead (daemon gone: disconnect or recover it), unresponsive. A replica '
+      + 'set\'s device lists its set\'s epoch and each replica\'s state under it: in-sync, resyncing '
+      + '(with the percent done), ejected (reachable, out of the set until resynced), unreachable. '
+      + 'With --json, `replicas: [{url, state, connected, outstanding, resync?, reason?}]` and `epoch`.')
     .option('--json', 'print a JSON array (one object per device)')
     .action(async (o: { json?: boolean }) => {
       const rows = (await collectDevices()).map((d) => d.entry);
@@ -22,6 +25,15 @@ export function listCommand(): Command {
       const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
       const line = (vals: readonly string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
       process.stdout.write(line(cols.map((c) => c.toUpperCase())));
-      for (const row of cells) process.stdout.write(line(row));
+      for (const [i, row] of cells.entries()) {
+        process.stdout.write(line(row));
+        const reps = rows[i]!.replicas as Array<{ url: string; state: string; resync?: { percent: number }; reason?: string }> | undefined;
+        if (!reps) continue;
+        process.stdout.write(`  replica set epoch ${String(rows[i]!.epoch)}, ${String(rows[i]!.inSync)} of ${reps.length} in sync\n`);
+        for (const r of reps) {
+          const detail = r.state === 'resyncing' && r.resync ? ` ${r.resync.percent}%` : r.reason && r.state !== 'in-sync' ? ` (${r.reason})` : '';
+          process.stdout.write(`  ${r.url}  ${r.state}${detail}\n`);
+        }
+      }
     });
 }

@@ -6,6 +6,7 @@ import { disconnectCommand } from './disconnect.js';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
 import { listCommand } from './list.js';
 import { recoverCommand } from './recover.js';
+import { replicaCommand } from './replica.js';
 import { serveCommand } from './serve.js';
 
 // A reader that went away (`wsblk --help | head -1`, `wsblk list | true`) is not our error:
@@ -24,7 +25,7 @@ const program = new Command('wsblk')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand()]) {
+for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 

@@ -3,7 +3,7 @@
 import { createConnection, createServer, type Server } from 'node:net';
 import { rmSync } from 'node:fs';
 
-export type ControlRequest = { cmd: 'status' } | { cmd: 'disconnect' };
+export type ControlRequest = { cmd: 'status' } | { cmd: 'disconnect' } | { cmd: 'replica-add' | 'replica-remove'; url: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
 export function serveControl(path: string, handler: ControlHandler): Promise<Server> {

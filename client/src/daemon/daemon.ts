@@ -1,7 +1,9 @@
 import { Errno, Op, errnoName, logger } from '@wsblk/shared';
-import { transportOptions, type TargetSpec } from '../target-spec.js';
-import { RemoteDisk } from '../transport/remote-disk.js';
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TargetSpec } from '../target-spec.js';
 import { serveControl, type ControlRequest } from './control.js';
+import { openTarget, type DeviceTarget, type ReplicaControl } from './device-target.js';
 import type { Frontend, FrontendFactory } from './frontend.js';
 import { tuneDaemonMemory } from './memory.js';
 import { controlPath, removeDeviceFiles, runDir, writeState, type DeviceState } from './rundir.js';
@@ -35,7 +37,7 @@ export interface DaemonOptions {
  * disconnect (control socket or SIGTERM/SIGINT), then flushes, stops and cleans up.
  */
 export class Daemon {
-  private disk!: RemoteDisk;
+  private disk!: DeviceTarget;
   private frontend!: Frontend;
   private state!: DeviceState;
   private stopping: Promise<void> | undefined;
@@ -58,8 +60,8 @@ export class Daemon {
     try {
       // Both frontends are done with READ data when their callback returns, or retain it (NBD).
       const { steal, connectTimeoutMs, onWait } = this.opts;
-      this.disk = await RemoteDisk.connect({
-        ...transportOptions(this.opts.target), lendReads: true,
+      this.disk = await openTarget(this.opts.target, {
+        dir: this.dir, id,
         ...(steal ? { steal } : {}), ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}), ...(onWait ? { onWait } : {}),
       });
       this.frontend = await this.opts.frontend(this.disk);
@@ -68,7 +70,8 @@ export class Daemon {
       removeDeviceFiles(this.dir, id);
       throw e;
     }
-    const target: TargetSpec = { ...this.opts.target, sessionId: this.disk.stats.sessionId };
+    // The spec as it is now (sessions resumed or new, the set's record): kept current below.
+    const target: TargetSpec = this.opts.target;
     this.state = {
       id, kind: this.opts.kind, device: this.frontend.device, url: target.url, pid: process.pid,
       // sessionId mirrors target.sessionId for readers of the older layout.
@@ -76,31 +79,26 @@ export class Daemon {
       ...this.opts.extraState,
     };
     writeState(this.dir, this.state);
-    // The session id changes when the server restarts; recovery must resume the current one.
-    this.disk.on('connected', () => {
-      const sessionId = this.disk.stats.sessionId;
-      if (sessionId !== target.sessionId) {
-        target.sessionId = this.state.sessionId = sessionId;
-        writeState(this.dir, this.state);
-      }
+    // Session ids change when a server restarts, a set's epoch with its membership: recovery
+    // must resume the current sessions and trust the record it stored last.
+    this.disk.onChange(() => {
+      this.state.sessionId = target.sessionId;
+      writeState(this.dir, this.state);
     });
-    this.disk.on('fenced', (why: string) => {
+    this.disk.onFenced((why: string) => {
       log.error(`the server will not take this device back (${why}); stopping`);
       void this.stop(3);
     });
     await serveControl(controlPath(this.dir, id), (req) => this.onControl(req));
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void this.stop(0));
-    log.info(`${id}: ${this.frontend.device} serving ${this.disk.url} (${this.disk.info.size} bytes)`);
+    log.info(`${id}: ${this.frontend.device} serving ${this.disk.where} (${this.disk.info.size} bytes)`);
     return this.state;
   }
 
   status(): Record<string, unknown> {
-    const t = this.disk.stats;
     return {
       id: this.state.id, kind: this.state.kind, device: this.state.device, url: this.state.url, pid: process.pid,
-      state: t.connected ? 'connected' : 'reconnecting', inflight: t.inflight, reconnects: t.reconnects,
-      replayed: t.replayed, timedOut: t.timedOut, requestsSent: t.requestsSent, messagesSent: t.messagesSent,
-      repliesReceived: t.repliesReceived, messagesReceived: t.messagesReceived, sessionId: t.sessionId, epoch: t.epoch,
+      ...this.disk.status(),
       size: this.disk.info.size, readOnly: this.disk.info.readOnly, ...this.frontend.status?.(),
     };
   }
@@ -112,6 +110,15 @@ export class Daemon {
       case 'disconnect':
         await this.stop(0);
         return { ok: true, id: this.state.id, device: this.state.device };
+      case 'replica-add':
+      case 'replica-remove': {
+        const ctl = this.disk as Partial<ReplicaControl>;
+        if (!ctl.addReplica || !ctl.removeReplica) throw new Error(`${this.state.id} is not a replica set (connect URL1,URL2,... makes one)`);
+        const url = String(req.url ?? '');
+        if (req.cmd === 'replica-add') await ctl.addReplica(url);
+        else await ctl.removeReplica(url);
+        return this.status();
+      }
       default:
         throw new Error('unknown command');
     }
@@ -125,8 +132,8 @@ export class Daemon {
         // The frontend waits for its outstanding requests; with the server gone they would
         // wait forever (no --io-timeout): after a grace period, fail them so the stop finishes.
         const watchdog = setInterval(() => {
-          if (this.disk.stats.connected) return;
-          log.warn(`server unreachable: failing ${this.disk.stats.inflight} outstanding requests to finish the disconnect`);
+          if (this.disk.connected) return;
+          log.warn(`server unreachable: failing ${this.disk.inflight} outstanding requests to finish the disconnect`);
           clearInterval(watchdog);
           void this.disk.close(0);
         }, STOP_GRACE_MS);
@@ -137,7 +144,7 @@ export class Daemon {
         }
         if (this.disk.info.flush) {
           // Bounded: a disconnect must not hang because the server is gone.
-          const wait = this.disk.stats.connected ? FINAL_FLUSH_MS : STOP_GRACE_MS;
+          const wait = this.disk.connected ? FINAL_FLUSH_MS : STOP_GRACE_MS;
           const status = await new Promise<number | 'timeout'>((r) => {
             const timer = setTimeout(() => r('timeout'), wait);
             this.disk.submit({ op: Op.Flush, offset: 0, length: 0, flags: 0 }, (st) => { clearTimeout(timer); r(st); });
@@ -145,7 +152,7 @@ export class Daemon {
           if (status === 'timeout') log.warn(`final flush not answered within ${wait / 1000} s (server unreachable?)`);
           else if (status !== Errno.OK) log.warn(`final flush failed: ${errnoName(status)}`);
         }
-        const left = this.disk.stats.inflight;
+        const left = this.disk.inflight;
         await this.disk.close(0);
         if (left) log.warn(`${left} requests were still unanswered and have been failed`);
       } catch (e) {
@@ -153,6 +160,8 @@ export class Daemon {
         code ||= 1;
       }
       removeDeviceFiles(this.dir, this.state.id);
+      // Dirty maps of replicas that were out: a later attach compares them instead.
+      for (const f of readdirSync(this.dir)) if (f.startsWith(`${this.state.id}.`) && f.endsWith('.dirty')) rmSync(join(this.dir, f), { force: true });
       log.info(`${this.state.id}: stopped`);
       this.finish(code);
     })();

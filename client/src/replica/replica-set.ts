@@ -50,6 +50,8 @@ export interface ReplicaSetOptions {
   mapPath: (id: string) => string;
   /** Trust this replica when the records do not settle which are in sync. */
   forceInSync?: string;
+  /** The record this client stored last (a restarted daemon): trusted if it is still the newest. */
+  known?: SetRecord;
 }
 
 type Mode = 'in-sync' | 'resyncing' | 'out';
@@ -109,7 +111,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
   private readonly timer: NodeJS.Timeout;
   private rr = 0;
   private closed = false;
-  private readonly o: Required<Omit<ReplicaSetOptions, 'forceInSync'>>;
+  private readonly o: Required<Omit<ReplicaSetOptions, 'forceInSync' | 'known'>>;
 
   private constructor(links: ReplicaLink[], opts: ReplicaSetOptions, setId: string, epoch: number) {
     super();
@@ -154,7 +156,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     if (sizes.size > 1) {
       throw new AttachRefused(`the replicas differ in size: ${reachable.map((l) => `${l.id} ${l.info.size} bytes`).join(', ')}`);
     }
-    const decided = decideMembership(ids, records, () => randomBytes(8).toString('hex'), opts.forceInSync);
+    const decided = decideMembership(ids, records, () => randomBytes(8).toString('hex'), opts.forceInSync, opts.known);
     const set = new ReplicaSet(links, opts, decided.setId, decided.epoch);
     for (const r of set.replicas) {
       const id = r.link.id;
@@ -188,6 +190,60 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
         ...(r.reason && r.mode !== 'in-sync' ? { reason: r.reason } : {}),
       })),
     };
+  }
+
+  /** The record as this client stored it last (for a restarted daemon: see ReplicaSetOptions.known). */
+  get record(): SetRecord {
+    return { setId: this.setId, epoch: this.epoch, inSync: this.replicas.filter((r) => r.mode === 'in-sync').map((r) => r.link.id) };
+  }
+
+  /** Some in-sync replica is connected (reads and writes can be answered now). */
+  get connected(): boolean {
+    return this.anyInSyncConnected();
+  }
+
+  /** Requests waiting for replicas. */
+  get inflight(): number {
+    return this.ops.size + this.blocked.length;
+  }
+
+  /**
+   * Adds a replica (`wsblk replica add`): it takes writes at once, is compared region by region
+   * with an in-sync replica and copied where it differs, then joins the in-sync set.
+   */
+  addReplica(link: ReplicaLink): void {
+    if (this.closed) throw new Error('the device is stopping');
+    if (this.replicas.some((r) => r.link.id === link.id)) throw new Error(`${link.id} is a replica already`);
+    if (link.info && link.info.size !== this.info.size) throw new Error(`${link.id} is ${link.info.size} bytes, the set ${this.info.size}`);
+    const r = new Replica(link);
+    r.reason = 'added';
+    this.markOut(r, false);
+    this.replicas.push(r);
+    link.onState((up) => this.onLinkState(r, up));
+    log.info(`replica ${link.id} added`);
+    this.emit('state', this.status);
+    if (link.connected) this.startResync(r);
+  }
+
+  /**
+   * Removes a replica (`wsblk replica remove`). The last in-sync replica cannot be removed. If it
+   * was in sync, the new membership is stored on the rest before any later write completes.
+   */
+  async removeReplica(id: string): Promise<void> {
+    const r = this.replicas.find((x) => x.link.id === id);
+    if (!r) throw new Error(`${id} is not a replica of this device (replicas: ${this.replicas.map((x) => x.link.id).join(', ')})`);
+    if (r.mode === 'in-sync' && this.count('in-sync') === 1) {
+      throw new Error(`${id} is the only in-sync replica: add another and wait until it is in sync first`);
+    }
+    this.eject(r, 'removed');
+    this.replicas.splice(this.replicas.indexOf(r), 1);
+    await this.changing;
+    const map = r.map;
+    r.map = null;
+    await map?.remove();
+    await r.link.close();
+    log.info(`replica ${id} removed`);
+    this.emit('state', this.status);
   }
 
   submit(req: IoRequest, cb: IoCallback): void {
@@ -479,7 +535,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
   // --- resync --------------------------------------------------------------------------------
 
   private onLinkState(r: Replica, up: boolean): void {
-    if (this.closed) return;
+    if (this.closed || !this.replicas.includes(r)) return; // removed
     this.emit('state', this.status);
     if (up && r.mode === 'out' && !r.resync) this.startResync(r);
     if (up) this.unblock();

@@ -49,7 +49,7 @@ export class InflightTable {
 
   add(e: InflightEntry): void {
     const p = e.req.payload;
-    if (e.req.op === Op.Write && p) e.payload = owned(p);
+    if (p && (e.req.op === Op.Write || e.req.op === Op.MetaWrite)) e.payload = owned(p);
     this.entries.set(e.seq, e);
     this.waiting.push(e);
   }

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { ConnectionOptions } from 'node:tls';
 import {
-  CloseCode, Errno, FLAG_NO_UNMAP, LIMITS, Op, PROTOCOL_VERSION, isAllZero, logger, microtask,
+  CloseCode, Errno, FLAG_NO_UNMAP, LIMITS, Op, PROTOCOL_VERSION, errnoName, isAllZero, logger, microtask,
   type BlockReply, type BlockRequest, type Welcome,
 } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
@@ -116,6 +116,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
   private readonly sendBuf: InflightEntry[] = [];
   private readonly flushNow = (): void => this.flush();
   private readonly reqBuf: BlockRequest[] = [];
+  /** The replica set this disk writes for (sent in every hello: the server fences older epochs). */
+  private setView: { setId: string; epoch: number } | undefined;
   private readonly events: ConnectionEvents = {
     welcome: (conn, welcome) => this.attach(conn, welcome),
     replies: (conn, replies) => this.onReplies(conn, replies),
@@ -167,6 +169,42 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     return disk;
   }
 
+  /**
+   * A disk whose first connect is left to the reconnect loop (a replica unreachable at attach):
+   * returned at once; 'connected' tells when it is there. Its info is unknown until then.
+   */
+  static background(opts: RemoteDiskOptions): RemoteDisk {
+    const plain = splitCredentials(opts.url);
+    const token = opts.token ?? plain.token;
+    const disk = new RemoteDisk({ ...opts, url: withPort(parseUrl(plain.url)), ...(token ? { token } : {}) });
+    disk.startTimers();
+    disk.scheduleReconnect();
+    return disk;
+  }
+
+  /** Connected to the server now. */
+  get connected(): boolean {
+    return this.ready;
+  }
+
+  /** The set and epoch this disk writes for, from now on (hellos of later connections carry it). */
+  useSet(setId: string, epoch: number): void {
+    this.setView = { setId, epoch };
+  }
+
+  /**
+   * Fails every request held with `status`, at once, and never sends them again; then drops the
+   * connection, so the next one resumes the session and the server fences (waits out) whatever
+   * the old one started before anything new runs. A replica set does this to a replica it ejects.
+   */
+  abandon(status: number): void {
+    if (this.closed || this.stopped) return;
+    const held = this.table.drainAll();
+    if (held.length) log.warn(`abandoning ${held.length} requests (${errnoName(status)})`);
+    for (const e of held) e.cb(status);
+    this.conn?.terminate();
+  }
+
   get stats(): TransportStats {
     return {
       connected: this.ready,
@@ -199,7 +237,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       return;
     }
     // An all-zero write travels as WRITE_ZEROES (keeping the blocks allocated, as a write would).
-    if (req.op === Op.Write && req.payload && this.info.writeZeroes && isAllZero(req.payload)) {
+    if (req.op === Op.Write && req.payload && this.info?.writeZeroes && isAllZero(req.payload)) {
       req = { op: Op.WriteZeroes, offset: req.offset, length: req.length, flags: req.flags | FLAG_NO_UNMAP };
     }
     const bytes = req.op === Op.Write || req.op === Op.Read ? req.length : 0;
@@ -251,6 +289,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       ...(this.opts.steal && !this.welcome ? { steal: true } : {}),
       features: this.lz4 ? ['lz4'] : [],
       maxPayload: this.opts.maxPayload ?? LIMITS.maxPayloadDefault,
+      ...(this.setView ? { setId: this.setView.setId, setEpoch: this.setView.epoch } : {}),
     }, this.events);
   }
 
