@@ -61,3 +61,10 @@ test('the NBD export behind the kernel\'s nbd-client: fio verify (4k-1M) while t
   const r = await scenario(t, 'nbd-kernel.sh', 600);
   assert.match(r.stdout, /fio: error=0 /);
 });
+
+test('a ublk device over two replicas: ext4 and fio verify while the daemon and then one server are SIGKILLed; the replica resyncs and both files end identical', { timeout: 900_000 }, async (t) => {
+  if (!(await vmReady(t))) return;
+  const r = await scenario(t, 'replica-ublk.sh', 800);
+  assert.match(r.stdout, /fio: error=0 /);
+  assert.match(r.stdout, /replicas: identical/);
+});
