@@ -1,4 +1,7 @@
-import { Op } from '@wsblk/shared';
+import { CHECKSUM_CHUNK, CHECKSUM_DIGEST, Op } from '@wsblk/shared';
+
+/** Bytes compared per pair of CHECKSUM requests in compare mode. */
+const COMPARE_BATCH_BYTES = 16 << 20;
 import type { IoRequest } from '../target.js';
 import type { DirtyMap } from './dirty-map.js';
 import type { ReplicaLink } from './link.js';
@@ -71,11 +74,19 @@ export class Resync {
     let lastSave = Date.now();
     const first = this.o.compare ? map.resyncPosition : map.nextDirty(map.resyncPosition);
     if (first > 0) this.o.log(`resync of ${this.o.target.id} resumes at offset ${first * rs} (region ${first} of ${map.regions})`);
+    // Compare mode: checksums of a batch of regions first (one request per replica), then only
+    // the regions that differ are copied, each under the range lock.
+    let same: Set<number> = new Set();
+    let batchEnd = -1;
     for (let r = first; r >= 0 && r < map.regions; r = map.nextDirty(r + 1)) {
       if (this.stopped) throw new ResyncError('stopped', 'none');
       const offset = r * rs;
       const length = Math.min(rs, this.o.size - offset);
-      await this.region(offset, length);
+      if (this.o.compare && r >= batchEnd) {
+        batchEnd = Math.min(map.regions, r + Math.max(1, Math.floor(COMPARE_BATCH_BYTES / rs)));
+        same = await this.compareBatch(r, batchEnd);
+      }
+      if (!this.o.compare || !same.has(r)) await this.region(offset, length);
       map.copied(r, r + 1);
       this.done++;
       if (Date.now() - lastSave >= (this.o.saveEveryMs ?? 1000)) {
@@ -87,7 +98,35 @@ export class Resync {
     await map.flush();
   }
 
-  /** Copies one region (after comparing, in compare mode) under the range lock. */
+  /**
+   * The regions of [from, to) whose checksums match on source and target. Taken without the
+   * range lock: every write reaches both replicas (the target is resyncing), so a write racing
+   * the two checksums can only make a region look different (then it is copied under the lock),
+   * never make regions that differ look the same.
+   */
+  private async compareBatch(from: number, to: number): Promise<Set<number>> {
+    const src = this.o.source();
+    if (!src) throw new ResyncError('no in-sync replica to copy from', 'source');
+    const dst = this.o.target;
+    const rs = this.o.map.regionSize;
+    const offset = from * rs;
+    const length = Math.min(to * rs, this.o.size) - offset;
+    const [a, b] = await deadline(Promise.all([
+      src.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${src.id}: ${e.message}`, 'source'); }),
+      dst.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${dst.id}: ${e.message}`, 'target'); }),
+    ]), this.o.timeoutMs, `checksums of ${offset}+${length} took over ${this.o.timeoutMs / 1000} s`);
+    this.regionsCompared += to - from;
+    const per = (rs / CHECKSUM_CHUNK) * CHECKSUM_DIGEST;
+    const same = new Set<number>();
+    for (let r = from; r < to; r++) {
+      const at = (r - from) * per;
+      const end = Math.min(a.length, at + per);
+      if (a.compare(b, at, end, at, end) === 0) same.add(r);
+    }
+    return same;
+  }
+
+  /** Copies one region under the range lock. */
   private async region(offset: number, length: number): Promise<void> {
     const { lock } = this.o;
     let hold: ReturnType<RangeLock['acquire']>['hold'] | undefined;
@@ -107,14 +146,6 @@ export class Resync {
     const src = this.o.source();
     if (!src) throw new ResyncError('no in-sync replica to copy from', 'source');
     const dst = this.o.target;
-    if (this.o.compare) {
-      this.regionsCompared++;
-      const [a, b] = await Promise.all([
-        src.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${src.id}: ${e.message}`, 'source'); }),
-        dst.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${dst.id}: ${e.message}`, 'target'); }),
-      ]);
-      if (a.equals(b)) return;
-    }
     for (let at = offset; at < offset + length; ) {
       const n = Math.min(this.o.maxPayload, offset + length - at);
       const data = await io(src, { op: Op.Read, offset: at, length: n, flags: 0 }).catch((st: number) => {

@@ -15,12 +15,14 @@ serve_on() { # port file
   fail "server $1 did not start"
 }
 replica_states() { $WSBLK list --json | node -e 'const d=JSON.parse(require("fs").readFileSync(0,"utf8"))[0]; console.log((d.replicas||[]).map(r=>r.state).join(" "))'; }
-wait_states() { # "want" seconds
-  for _ in $(seq 1 $(($2 * 2))); do
-    [ "$(replica_states)" = "$1" ] && return 0
-    sleep 0.5
+wait_states() { # "want" seconds (a `wsblk list` takes seconds in the guest: count time, not tries)
+  local end=$((SECONDS + $2)) now
+  while :; do
+    now=$(replica_states)
+    [ "$now" = "$1" ] && return 0
+    [ $SECONDS -lt $end ] || fail "replicas are '$now', not '$1', after $2 s"
+    sleep 1
   done
-  fail "replicas are '$(replica_states)', not '$1'"
 }
 trap 'for p in "${SPID[@]}"; do kill -9 $p 2>/dev/null || true; done; $WSBLK disconnect --all >/dev/null 2>&1 || true' EXIT
 
@@ -33,10 +35,12 @@ ID=ublk${DEV#/dev/ublkb}
 wait_states "in-sync in-sync" 120
 step "mkfs.ext4 and mount"
 mkfs.ext4 -q -F "$DEV"
-mkdir -p /mnt/r && mount "$DEV" /mnt/r
+MNT=/tmp/mnt-r
+mkdir -p $MNT
+mount "$DEV" $MNT
 step "fio verify on a file of the filesystem, in the background"
 cd /tmp
-fio --name=verify --filename=/mnt/r/fio.dat --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
+fio --name=verify --filename=$MNT/fio.dat --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
   --size=${FIO_SIZE:-32M} --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
   --rate=,${FIO_RATE:-400k} --output-format=json --output=/tmp/fio.json > /tmp/fio.out 2>&1 &
 FIO=$!
@@ -59,7 +63,7 @@ wait_fio_verify
 wait_states "in-sync in-sync" 180
 grep -h "resync of\|ejecting\|epoch" "$WSBLK_RUN_DIR"/*.log | tail -8
 step "unmount, flush, compare the replicas' files"
-umount /mnt/r
+umount $MNT
 $WSBLK disconnect "$DEV"
 check no_ublk_devices
 cmp "$DATA/a.img" "$DATA/b.img" || fail "the replicas differ after the resync"
