@@ -7,15 +7,21 @@ interface Extent {
   end: number;
   /** The bytes, or null for zeroes (discard, write-zeroes): a large range costs no memory. */
   data: Buffer | null;
+  /** Which write it came from (a write trimmed in two is still one). */
+  write: number;
 }
 
 export class ExtentMap {
   private extents: Extent[] = [];
-  /** How many writes went in, for the crash report (a trimmed write still counts). */
-  writes = 0;
+  private writeCount = 0;
 
   get size(): number {
     return this.extents.length;
+  }
+
+  /** How many writes still have bytes here (the crash report). */
+  get writes(): number {
+    return new Set(this.extents.map((e) => e.write)).size;
   }
 
   get bytes(): number {
@@ -26,12 +32,12 @@ export class ExtentMap {
 
   /** Records `data` (copied by the caller) at `start`, or `length` zero bytes when data is null. */
   put(start: number, length: number, data: Buffer | null): void {
-    this.writes++;
+    const write = ++this.writeCount;
     const end = start + length;
     this.cut(start, end);
     let i = 0;
     while (i < this.extents.length && this.extents[i]!.start < start) i++;
-    this.extents.splice(i, 0, { start, end, data });
+    this.extents.splice(i, 0, { start, end, data, write });
   }
 
   /** Forgets [start, end): that range is now on the backend (a FUA write) or superseded. */
@@ -42,8 +48,8 @@ export class ExtentMap {
         kept.push(e);
         continue;
       }
-      if (e.start < start) kept.push({ start: e.start, end: start, data: e.data && e.data.subarray(0, start - e.start) });
-      if (e.end > end) kept.push({ start: end, end: e.end, data: e.data && e.data.subarray(end - e.start) });
+      if (e.start < start) kept.push({ ...e, end: start, data: e.data && e.data.subarray(0, start - e.start) });
+      if (e.end > end) kept.push({ ...e, start: end, data: e.data && e.data.subarray(end - e.start) });
     }
     this.extents = kept;
   }

@@ -50,9 +50,8 @@ export function faultFilter(inner: Backend, view: ExportFaults): Backend {
     while (busy()) await new Promise<void>((r) => drainWaiters.push(r));
   };
 
-  /** What a request meets before it reaches the backend, when any fault is set. */
-  async function gate(op: OpKind, ctx: RequestContext, offset: number, length: number): Promise<void> {
-    while (view.active && pausedFor(op, ctx)) await new Promise<void>((r) => held.push(r));
+  /** What a request meets before it reaches the backend, once past the pause (in flight from then on). */
+  async function strike(op: OpKind, ctx: RequestContext, offset: number, length: number): Promise<void> {
     for (const f of view.faults) {
       const s = f.spec;
       if (s.kind !== 'delay' || !f.covers(op) || !f.aims(ctx.session, ctx.client) || !f.fire()) continue;
@@ -78,10 +77,11 @@ export function faultFilter(inner: Backend, view: ExportFaults): Backend {
       return p;
     }
     return (async () => {
-      await gate(op, ctx, offset, length);
+      while (view.active && pausedFor(op, ctx)) await new Promise<void>((r) => held.push(r));
       const r: Running = { ctx, op };
       running.add(r);
       try {
+        if (view.active) await strike(op, ctx, offset, length);
         return await call();
       } finally {
         running.delete(r);
