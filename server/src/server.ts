@@ -73,6 +73,7 @@ export class StorageServer {
       keepaliveMs: opts.keepaliveMs ?? 10_000,
       faults: this.faults.transport,
     };
+    this.faults.clientOf = (session, exportName) => this.sessions.find(session, exportName)?.clientId;
     this.allowOrigins = (opts.allowOrigins ?? []).map((o) => o.toLowerCase().replace(/\/+$/, ''));
     this.maxPayload = opts.maxPayload ?? LIMITS.maxPayloadDefault;
     this.frameTimeoutMs = opts.frameTimeoutMs ?? 30_000;

@@ -13,8 +13,6 @@ export type BackendInfo = ExportCaps;
 export interface RequestContext {
   /** The session id. */
   readonly session: string;
-  /** The client id its hello gave (faults limited to one client match on it). */
-  readonly client?: string;
   /** The session's epoch of the connection that sent the request. */
   readonly epoch: number;
   /** The request's sequence number. */

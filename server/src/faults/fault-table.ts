@@ -16,11 +16,11 @@ export class ActiveFault {
     this.left = spec.count ?? Infinity;
   }
 
-  /** Whether it is aimed at this session (the probability aside). */
-  aims(session: string, client: string | undefined): boolean {
+  /** Whether it is aimed at this session (the probability aside); the client id is looked up only if needed. */
+  aims(session: string, client: () => string | undefined): boolean {
     const s = this.spec;
     if (s.session !== undefined && !session.startsWith(s.session)) return false;
-    if (s.client !== undefined && client !== s.client) return false;
+    if (s.client !== undefined && client() !== s.client) return false;
     return true;
   }
 
@@ -61,7 +61,7 @@ export class ExportFaults {
   /** Set by the export's filter: drops the writes not flushed. */
   crash: () => CrashReport = () => ({ writes: 0, bytes: 0 });
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: string, readonly clientOf: (session: string) => string | undefined) {}
 
   has(kind: FaultKind): boolean {
     return this.faults.some((f) => f.spec.kind === kind);
@@ -86,11 +86,13 @@ export class FaultTable {
   private readonly byName = new Map<string, ActiveFault>();
   private readonly exports = new Map<string, ExportFaults>();
   private counter = 0;
+  /** The client id of a session of an export (its hello's), set by the server: faults for one client match on it. */
+  clientOf: (session: string, exportName: string) => string | undefined = () => undefined;
 
   /** The view an export's filter reads; every export is registered before faults are set. */
   addExport(name: string): ExportFaults {
     let v = this.exports.get(name);
-    if (!v) this.exports.set(name, (v = new ExportFaults(name)));
+    if (!v) this.exports.set(name, (v = new ExportFaults(name, (session) => this.clientOf(session, name))));
     return v;
   }
 

@@ -141,7 +141,7 @@ export class LinkFaults implements Link {
   private picks(f: ActiveFault): boolean {
     const s = f.spec;
     if (s.export !== undefined && s.export !== this.exportName) return false;
-    if (!f.aims(this.session, this.client)) return false;
+    if (!f.aims(this.session, () => this.client)) return false;
     let p = this.picked.get(f);
     if (p === undefined) this.picked.set(f, (p = s.probability >= 1 || Math.random() < s.probability));
     return p;

@@ -30,7 +30,7 @@ export function faultFilter(inner: Backend, view: ExportFaults): Backend {
   let drainWaiters: Array<() => void> = [];
 
   const pausedFor = (op: OpKind, ctx: RequestContext): boolean =>
-    view.faults.some((f) => f.spec.kind === 'pause' && f.covers(op) && f.aims(ctx.session, ctx.client));
+    view.faults.some((f) => f.spec.kind === 'pause' && f.covers(op) && f.aims(ctx.session, () => view.clientOf(ctx.session)));
 
   const finished = () => {
     const w = drainWaiters;
@@ -46,7 +46,7 @@ export function faultFilter(inner: Backend, view: ExportFaults): Backend {
     for (const f of h) f();
   };
   view.drain = async (pause) => {
-    const busy = () => untracked > 0 || [...running].some((r) => pause.covers(r.op) && pause.aims(r.ctx.session, r.ctx.client));
+    const busy = () => untracked > 0 || [...running].some((r) => pause.covers(r.op) && pause.aims(r.ctx.session, () => view.clientOf(r.ctx.session)));
     while (busy()) await new Promise<void>((r) => drainWaiters.push(r));
   };
 
@@ -54,15 +54,15 @@ export function faultFilter(inner: Backend, view: ExportFaults): Backend {
   async function strike(op: OpKind, ctx: RequestContext, offset: number, length: number): Promise<void> {
     for (const f of view.faults) {
       const s = f.spec;
-      if (s.kind !== 'delay' || !f.covers(op) || !f.aims(ctx.session, ctx.client) || !f.fire()) continue;
+      if (s.kind !== 'delay' || !f.covers(op) || !f.aims(ctx.session, () => view.clientOf(ctx.session)) || !f.fire()) continue;
       const jitter = s.jitter ? (Math.random() * 2 - 1) * s.jitter : 0;
       await sleep(Math.max(0, s.ms! + jitter));
     }
     for (const f of view.faults) {
       const s = f.spec;
-      if (s.kind === 'error' && f.covers(op) && f.aims(ctx.session, ctx.client) && f.fire()) throw faultError(f, `${op} failed`);
+      if (s.kind === 'error' && f.covers(op) && f.aims(ctx.session, () => view.clientOf(ctx.session)) && f.fire()) throw faultError(f, `${op} failed`);
       if (s.kind === 'bad-range' && (s.ops ? f.covers(op) : op === 'read' || op === 'write') && op !== 'flush'
-        && offset < s.offset! + s.length! && offset + length > s.offset! && f.aims(ctx.session, ctx.client) && f.fire()) {
+        && offset < s.offset! + s.length! && offset + length > s.offset! && f.aims(ctx.session, () => view.clientOf(ctx.session)) && f.fire()) {
         throw faultError(f, `${op} ${offset}+${length} meets bad range ${s.offset}+${s.length}`);
       }
     }

@@ -164,7 +164,7 @@ export class Transmission implements Debtor {
       }
     }
     const backend = this.exp.backend;
-    const ctx: RequestContext = { session: session.id, client: session.clientId, epoch: this.admission.epoch, seq: req.seq };
+    const ctx: RequestContext = { session: session.id, epoch: this.admission.epoch, seq: req.seq };
     let p: Promise<Buffer | void>;
     switch (req.op) {
       case Op.Read: p = backend.read(ctx, req.offset, req.length); break;
