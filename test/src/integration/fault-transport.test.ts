@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { Errno, Op } from '@wsblk/shared';
 import { RemoteDisk, type RemoteDiskOptions } from '@wsblk/client';
 import { serveWithFaults } from '../support/fault-admin.js';
+import { RawClient } from '../support/raw-client.js';
 import { io, pattern, sleep } from '../support/server.js';
 
 const K4 = 4096;
@@ -71,7 +72,20 @@ test('black hole: the connection stays open and silent; the client\'s I/O timeou
   assert.ok((await io(reader, { op: Op.Read, offset: 0, length: K4 })).data!.equals(Buffer.alloc(K4)), 'the write was never applied');
   // The server's own keepalive (0.2 s) does not close a black-holed connection.
   assert.doesNotMatch(s.proc.output(), /no answer to keepalives/);
+  // What a client's keepalive sees: its pings go unanswered, and so do its requests.
+  const raw = await RawClient.connect(s.url('disk0'));
+  t.after(() => raw.terminate());
+  await raw.hello({ clientId: 'victim', readOnly: true });
+  const pong = () => new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 500);
+    raw.ws.once('pong', () => { clearTimeout(timer); resolve(true); });
+    raw.ws.ping();
+  });
+  assert.equal(await pong(), false, 'no pong in a black hole');
+  raw.sendRequests([{ seq: 1, op: Op.Read, flags: 0, offset: 0, length: K4 }]);
+  await assert.rejects(raw.replies([1], 300), 'no reply');
   await s.clear('hole');
+  assert.equal(await pong(), true, 'pongs again once cleared');
   const later = await io(d, { op: Op.Write, offset: 0, length: K4, payload: pattern(K4, 2) });
   assert.equal(later.status, 0);
   assert.ok((await io(reader, { op: Op.Read, offset: 0, length: K4 })).data!.equals(pattern(K4, 2)));
