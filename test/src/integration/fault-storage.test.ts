@@ -3,26 +3,12 @@
 // pause holding then releasing I/O, and a crash losing exactly the writes never made durable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { performance } from 'node:perf_hooks';
 import { Errno, FLAG_FUA, Op } from '@wsblk/shared';
-import { RemoteDisk } from '@wsblk/client';
-import { serveWithFaults } from '../support/fault-admin.js';
+import type { RemoteDisk } from '@wsblk/client';
+import { faultClient as disk, serveWithFaults, timed } from '../support/fault-admin.js';
 import { io, pattern, sleep } from '../support/server.js';
 
 const K4 = 4096;
-const quick = { connectTimeoutMs: 5000, backoffInitialMs: 20, backoffMaxMs: 200 };
-
-async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const r = await f();
-  return [r, performance.now() - t0];
-}
-
-async function disk(t: { after(f: () => Promise<void>): void }, url: string, clientId: string, extra: Record<string, unknown> = {}): Promise<RemoteDisk> {
-  const d = await RemoteDisk.connect({ url, clientId, ...quick, ...extra });
-  t.after(() => d.close());
-  return d;
-}
 
 test('delay: reads are held ms +- jitter, writes are not; cleared, reads are quick again', async (t) => {
   const s = await serveWithFaults(t, ['--export', 'disk0=memory:4M']);

@@ -4,27 +4,13 @@
 // the requests are still applied.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { performance } from 'node:perf_hooks';
 import { Errno, Op } from '@wsblk/shared';
-import { RemoteDisk, type RemoteDiskOptions } from '@wsblk/client';
-import { serveWithFaults } from '../support/fault-admin.js';
+import type { RemoteDisk } from '@wsblk/client';
+import { faultClient as disk, serveWithFaults, timed } from '../support/fault-admin.js';
 import { RawClient } from '../support/raw-client.js';
 import { io, pattern, sleep } from '../support/server.js';
 
 const K4 = 4096;
-const quick = { connectTimeoutMs: 5000, backoffInitialMs: 20, backoffMaxMs: 200 };
-
-async function disk(t: { after(f: () => Promise<void>): void }, url: string, clientId: string, extra: Partial<RemoteDiskOptions> = {}): Promise<RemoteDisk> {
-  const d = await RemoteDisk.connect({ url, clientId, ...quick, ...extra });
-  t.after(() => d.close());
-  return d;
-}
-
-async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const r = await f();
-  return [r, performance.now() - t0];
-}
 
 test('latency: each reply is held ms +- jitter; on requests too; other clients are not', async (t) => {
   const s = await serveWithFaults(t, ['--export', 'disk0=memory:4M', '--export', 'disk1=memory:4M']);

@@ -1,6 +1,8 @@
 // A real `wsblk serve` with its admin listener, and the fault API as calls: the tests of
 // fault injection set and clear faults the way an experimenter would.
 import type { TestContext } from 'node:test';
+import { performance } from 'node:perf_hooks';
+import { RemoteDisk, type RemoteDiskOptions } from '@wsblk/client';
 import { freePort } from './procs.js';
 import { serve, type ServeProcess } from './serve-process.js';
 
@@ -25,13 +27,8 @@ export async function callAdmin(base: string, method: string, path: string, body
   if (token) headers.authorization = `Bearer ${token}`;
   const res = await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
   const text = await res.text();
-  let json: unknown;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
+  // The admin listener answers JSON, errors too: anything else fails the test here.
+  return { status: res.status, text, json: text ? JSON.parse(text) : undefined };
 }
 
 /** `wsblk serve ARGS --admin-listen 127.0.0.1:PORT`; killed at the end of the test. */
@@ -52,4 +49,18 @@ export async function serveWithFaults(t: TestContext, args: string[], env: NodeJ
       if (r.status !== 200) throw new Error(`DELETE /faults/${name ?? ''}: ${r.status} ${r.text}`);
     },
   };
+}
+
+/** A RemoteDisk with quick reconnects, closed at the end of the test. */
+export async function faultClient(t: TestContext, url: string, clientId: string, extra: Partial<RemoteDiskOptions> = {}): Promise<RemoteDisk> {
+  const d = await RemoteDisk.connect({ url, clientId, connectTimeoutMs: 5000, backoffInitialMs: 20, backoffMaxMs: 200, ...extra });
+  t.after(() => d.close());
+  return d;
+}
+
+/** Runs f and measures it (ms). */
+export async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await f();
+  return [r, performance.now() - t0];
 }
