@@ -33,7 +33,6 @@ function faultsOfFile(file: string): unknown[] {
 }
 
 const FAULTS_HELP = `
-
 Faults (experiments): with --admin-listen, the server takes faults at run time over HTTP+JSON
 (see \`wsblk fault --help\`); --faults FILE sets some before the first client. The admin
 listener is on loopback unless a host is named; anywhere else it needs --admin-token-file
