@@ -81,11 +81,20 @@ export class CrashOverlay implements Backend {
       const batch = this.pending;
       this.committing = batch;
       this.pending = new ExtentMap();
+      const entries = batch.entries();
+      let i = 0;
       try {
-        for (const e of batch.entries()) {
+        for (; i < entries.length; i++) {
+          const e = entries[i]!;
           if (e.data) await this.inner.write(ctx, e.start, e.data, false);
           else await this.inner.writeZeroes(ctx, e.start, e.end - e.start, false, false);
         }
+      } catch (err) {
+        // What did not reach the backend stays volatile, under the writes made since.
+        const back = new ExtentMap();
+        for (const e of [...entries.slice(i), ...this.pending.entries()]) back.put(e.start, e.end - e.start, e.data);
+        this.pending = back;
+        throw err;
       } finally {
         this.committing = null;
       }
