@@ -28,7 +28,8 @@ Transport faults (per connection, after its welcome; Toxiproxy's toxics):
   blackhole                                          open, silent: no replies, no pongs, requests ignored
   reset                                              TCP reset at the next reply (requests applied)
   drop       [direction=replies|requests]            drop one direction's messages
-Any fault: name=NAME export=NAME client=CLIENT-ID session=SESSION-ID(-PREFIX)
+Any fault: name=NAME export=NAME session=SESSION-ID(-PREFIX)
+  client=CLIENT-ID (the hello's client id, HOST:PID for wsblk connect, as the server logs it)
   probability=0..1 (storage: per request; transport: per connection, drawn once) count=N (fires N times).
 
 The API (what this command calls; JSON; Authorization: Bearer TOKEN when the server has one):
@@ -39,7 +40,7 @@ The API (what this command calls; JSON; Authorization: Bearer TOKEN when the ser
 Examples:
   wsblk serve --export disk0=memory:1G --admin-listen 127.0.0.1:7691
   wsblk fault http://127.0.0.1:7691 set delay export=disk0 ms=20 jitter=5 ops=read
-  wsblk fault http://127.0.0.1:7691 set blackhole client=host-b name=partition
+  wsblk fault http://127.0.0.1:7691 set blackhole client=box-b:4242 name=partition
   wsblk fault http://127.0.0.1:7691 clear partition`;
 
 /** Values that are sizes in bytes (1M, 4K), and values that stay strings even when all digits. */
