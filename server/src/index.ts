@@ -8,3 +8,8 @@ export { Session } from './session/session.js';
 export { SessionTable } from './session/session-table.js';
 export { StorageServer, type StorageServerOptions } from './server.js';
 export { ReplyBudget, type Debtor } from './protocol/reply-budget.js';
+export { FaultTable, type CrashReport } from './faults/fault-table.js';
+export { parseFault, describeFault, FaultSpecError, STORAGE_KINDS, TRANSPORT_KINDS, FAULT_ERRNOS, type FaultSpec, type FaultKind } from './faults/fault-spec.js';
+export { AdminServer, AdminError, isLoopback, type AdminOptions, type AdminHandler, type AdminRequest, type AdminReply } from './admin/admin-server.js';
+export { addFaultRoutes } from './admin/fault-routes.js';
+export { faultFilter } from './faults/storage-filter.js';

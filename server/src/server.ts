@@ -6,6 +6,8 @@ import { LIMITS, SUBPROTOCOL, acceptUpgrade, bufferPool, logger, upgradeProblem 
 import { dupFd, sendv } from '@wsblk/native';
 import type { Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
+import { FaultTable } from './faults/fault-table.js';
+import { faultFilter } from './faults/storage-filter.js';
 import { ExportMembership } from './session/membership.js';
 import { ServerConnection, type ConnectionTerms } from './protocol/connection.js';
 import type { ExportHandle } from './protocol/handshake.js';
@@ -58,6 +60,8 @@ export class StorageServer {
   private readonly maxPayload: number;
   private readonly frameTimeoutMs: number;
   private closing = false;
+  /** The faults set at run time (admin API, `serve --faults`): every export's backend is wrapped by them. */
+  readonly faults = new FaultTable();
 
   constructor(private readonly opts: StorageServerOptions = {}) {
     this.auth = opts.auth ?? new TokenAuth();
@@ -67,7 +71,9 @@ export class StorageServer {
       budget: new ReplyBudget(opts.maxConnBuffer ?? 64 << 20, opts.maxBuffer ?? 1 << 30),
       helloTimeoutMs: opts.helloTimeoutMs ?? 5000,
       keepaliveMs: opts.keepaliveMs ?? 10_000,
+      faults: this.faults.transport,
     };
+    this.faults.clientOf = (session, exportName) => this.sessions.find(session, exportName)?.clientId;
     this.allowOrigins = (opts.allowOrigins ?? []).map((o) => o.toLowerCase().replace(/\/+$/, ''));
     this.maxPayload = opts.maxPayload ?? LIMITS.maxPayloadDefault;
     this.frameTimeoutMs = opts.frameTimeoutMs ?? 30_000;
@@ -81,8 +87,10 @@ export class StorageServer {
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
   }
 
-  addExport(name: string, backend: Backend): void {
+  addExport(name: string, plain: Backend): void {
     if (this.exports.has(name)) throw new Error(`export '${name}' is defined twice`);
+    // Passes straight through while no fault is set on the export.
+    const backend = faultFilter(plain, this.faults.addExport(name));
     const membership = new ExportMembership(backend);
     // Known before the first replica-set client is welcomed (admit waits for it too).
     membership.load().catch((e: Error) => log.warn(`export '${name}': cannot read its membership record: ${e.message}`));
@@ -175,6 +183,8 @@ export class StorageServer {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    // A pause would hold the drain forever; a crash fault's writes are kept (a clean stop).
+    this.faults.clear(undefined, 'shutdown');
     // Upgraded sockets still count as the HTTP server's connections: stop listening, do not wait.
     this.http.close();
     await Promise.all([...this.connections].map((c) => c.drain()));

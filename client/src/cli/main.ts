@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { connectCommand } from './connect.js';
 import { disconnectCommand } from './disconnect.js';
+import { faultCommand } from './fault.js';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
 import { listCommand } from './list.js';
 import { recoverCommand } from './recover.js';
@@ -25,7 +26,7 @@ const program = new Command('wsblk')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand()]) {
+for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), faultCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 

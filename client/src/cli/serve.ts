@@ -1,11 +1,43 @@
-import { existsSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
 import { logger } from '@wsblk/shared';
 import type { ExportSpec } from '@wsblk/server';
 import { CliError, EXIT } from './errors.js';
 import { hostPortArg, sizeArg, secondsArg } from './options.js';
 
 const log = logger('serve');
+
+/** `--admin-listen HOST:PORT`, `:PORT` or `PORT`: loopback unless a host is named. */
+function adminListenArg(value: string): { host: string; port: number } {
+  if (/^:?\d+$/.test(value.trim())) {
+    const port = Number(value.trim().replace(':', ''));
+    if (port > 65535) throw new InvalidArgumentError(`'${value}' is not HOST:PORT`);
+    return { host: '127.0.0.1', port };
+  }
+  if (!/:\d+$/.test(value)) throw new InvalidArgumentError(`'${value}' needs a port: HOST:PORT`);
+  return hostPortArg(value);
+}
+
+/** The faults of `--faults FILE`: a JSON or YAML list, or an object with a `faults` list. */
+function faultsOfFile(file: string): unknown[] {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new CliError(`--faults ${file}: ${(e as Error).message.split('\n')[0]}`, EXIT.USAGE);
+  }
+  const list = Array.isArray(doc) ? doc : (doc as { faults?: unknown } | null)?.faults;
+  if (!Array.isArray(list)) throw new CliError(`--faults ${file}: expected a list of faults, or {faults: [...]}`, EXIT.USAGE);
+  return list;
+}
+
+const FAULTS_HELP = `
+Faults (experiments): with --admin-listen, the server takes faults at run time over HTTP+JSON
+(see \`wsblk fault --help\`); --faults FILE sets some before the first client. The admin
+listener is on loopback unless a host is named; anywhere else it needs --admin-token-file
+(every request then carries Authorization: Bearer TOKEN; on loopback the token is optional).
+Every change of faults is logged (info), with who asked.`;
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -38,12 +70,17 @@ export function serveCommand(): Command {
     .option('--hello-timeout <seconds>', 'close a connection that sends no hello this long after connecting', secondsArg, 5)
     .option('--keepalive <seconds>', 'ping every connection this often, close one silent for two intervals (0: off)', secondsArg, 10)
     .option('--frame-timeout <seconds>', 'close a connection stalled in the middle of a frame this long (0: never)', secondsArg, 30)
+    .option('--admin-listen <host:port>', 'serve the admin API (faults) on this address: PORT or HOST:PORT, loopback unless a host is named', adminListenArg)
+    .option('--admin-token-file <file>', 'the admin API\'s bearer token (first line of the file); required off loopback')
+    .option('--faults <file>', 'faults to set before serving (JSON or YAML list; see `wsblk fault --help`)')
+    .addHelpText('after', FAULTS_HELP)
     .addOption(new Option('--allow-origin <origin>', 'let browser pages of this origin connect, e.g. https://app.example (repeatable; * = any)')
       .argParser((v: string, prev: string[] = []) => [...prev, v]))
     .action(async (o: {
       listen: { host: string; port: number }; export?: string[]; tokenFile?: string; tlsCert?: string; tlsKey?: string;
       maxPayload: number; sessionGrace: number; maxConnBuffer: number; maxBuffer: number; helloTimeout: number;
       keepalive: number; frameTimeout: number; allowOrigin?: string[];
+      adminListen?: { host: string; port: number }; adminTokenFile?: string; faults?: string;
     }) => {
       if (!o.export?.length) throw new CliError('at least one --export is needed, e.g. --export disk0=file:./disk0.img,size=1G', EXIT.USAGE);
       if (!!o.tlsCert !== !!o.tlsKey) throw new CliError('--tls-cert and --tls-key go together', EXIT.USAGE);
@@ -52,11 +89,21 @@ export function serveCommand(): Command {
       if (o.maxBuffer < 1 << 20) throw new CliError('--max-buffer must be at least 1M', EXIT.USAGE);
       if (o.helloTimeout <= 0) throw new CliError('--hello-timeout must be more than 0 seconds', EXIT.USAGE);
       // Files named on the command line: say which option a missing one came from.
-      for (const [flag, file] of [['--token-file', o.tokenFile], ['--tls-cert', o.tlsCert], ['--tls-key', o.tlsKey]] as const) {
+      for (const [flag, file] of [['--token-file', o.tokenFile], ['--tls-cert', o.tlsCert], ['--tls-key', o.tlsKey],
+        ['--admin-token-file', o.adminTokenFile], ['--faults', o.faults]] as const) {
         if (file !== undefined && !existsSync(file)) throw new CliError(`${flag} ${file}: no such file`, EXIT.USAGE);
       }
+      if (o.adminTokenFile && !o.adminListen) throw new CliError('--admin-token-file goes with --admin-listen', EXIT.USAGE);
       // The server is loaded only here: a `wsblk connect` daemon does not map it.
-      const { StorageServer, TokenAuth, openBackend, parseExportSpec } = await import('@wsblk/server');
+      const { StorageServer, TokenAuth, openBackend, parseExportSpec, AdminServer, addFaultRoutes, isLoopback } = await import('@wsblk/server');
+      let adminToken: string | undefined;
+      if (o.adminTokenFile) {
+        adminToken = readFileSync(o.adminTokenFile, 'utf8').split('\n').map((l) => l.trim()).find((l) => l !== '');
+        if (!adminToken) throw new CliError(`--admin-token-file ${o.adminTokenFile}: the file holds no token`, EXIT.USAGE);
+      }
+      if (o.adminListen && !adminToken && !isLoopback(o.adminListen.host)) {
+        throw new CliError(`--admin-listen ${o.adminListen.host} is not loopback: give --admin-token-file too`, EXIT.USAGE);
+      }
       const specs: ExportSpec[] = o.export.map((v) => {
         try {
           return parseExportSpec(v);
@@ -87,6 +134,19 @@ export function serveCommand(): Command {
           throw new CliError(`export '${spec.name}': ${(e as Error).message}`);
         }
       }
+      if (o.faults) {
+        const list = faultsOfFile(o.faults);
+        for (const [i, f] of list.entries()) {
+          await server.faults.set(f, `--faults ${o.faults}`).catch((e: Error) => {
+            throw new CliError(`--faults ${o.faults}: fault ${i + 1}: ${e.message}`, EXIT.USAGE);
+          });
+        }
+      }
+      const admin = o.adminListen ? addFaultRoutes(new AdminServer({ ...o.adminListen, token: adminToken }), server.faults) : undefined;
+      if (admin) {
+        const at = await admin.listen().catch((e: Error) => { throw new CliError(e.message); });
+        log.info(`admin listening on http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}/ (faults${adminToken ? ', token required' : ''})`);
+      }
       const addr = await server.listen().catch((e: Error) => { throw new CliError(e.message); });
       if (auth.open && !['127.0.0.1', '::1', 'localhost'].includes(o.listen.host)) {
         log.warn(`listening on ${o.listen.host} without any token: anyone who reaches the port can read and write the exports`);
@@ -100,7 +160,7 @@ export function serveCommand(): Command {
           if (stopping) return;
           stopping = true;
           log.info(`${sig}: finishing in-flight requests and flushing`);
-          server.close().then(resolve, (e: Error) => { log.error(e.message); resolve(); });
+          Promise.all([server.close(), admin?.close()]).then(() => resolve(), (e: Error) => { log.error(e.message); resolve(); });
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));

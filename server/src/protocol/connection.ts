@@ -1,4 +1,6 @@
-import { CloseCode, LIMITS, ProtocolError, decodeMessage, encodeWelcome, logger, type Hello, type WsConn } from '@wsblk/shared';
+import { CloseCode, LIMITS, Opcode, ProtocolError, decodeMessage, encodeWelcome, logger, type Hello, type WsConn } from '@wsblk/shared';
+import type { TransportFaults } from '../faults/fault-table.js';
+import { LinkFaults } from '../faults/link-faults.js';
 import type { Session } from '../session/session.js';
 import type { SessionTable } from '../session/session-table.js';
 import { Refusal, admit, welcomeOf, type Admission, type ExportHandle } from './handshake.js';
@@ -17,6 +19,8 @@ export interface ConnectionTerms {
   helloTimeoutMs: number;
   /** A ping goes out this often; a peer silent for two of them is closed (ms, 0 = never). */
   keepaliveMs: number;
+  /** The transport faults set on the server (read while `active`). */
+  faults: TransportFaults;
 }
 
 /**
@@ -28,6 +32,8 @@ export class ServerConnection {
   private state: State = 'hello';
   private session: Session | undefined;
   private transmission: Transmission | undefined;
+  /** This connection's transport faults, from the welcome on. */
+  private link: LinkFaults | undefined;
   private helloTimer: NodeJS.Timeout | undefined;
   private keepalive: NodeJS.Timeout | undefined;
   /** The peer sent something (a message or a pong), or took bytes off its socket, since the last tick. */
@@ -46,6 +52,12 @@ export class ServerConnection {
   ) {
     ws.onmessage = (data, isBinary) => this.onMessage(data, isBinary);
     ws.onpong = () => { this.heard = true; };
+    // A black hole answers no ping either (the WebSocket layer answers them itself).
+    const control = ws.onControl.bind(ws);
+    ws.onControl = (op, payload) => {
+      if (op === Opcode.Ping && this.terms.faults.active && this.link?.silent) return;
+      control(op, payload);
+    };
     this.closed = new Promise((resolve) => {
       ws.onclose = (code, reason) => {
         log.debug(`${peer}: closed (${code}${reason ? ' ' + reason : ''})`);
@@ -93,6 +105,8 @@ export class ServerConnection {
 
   /** Keepalive: ping, or close a peer that answered nothing for two intervals. */
   private tick(): void {
+    // A black-holed connection stays open however silent it is: that is the fault.
+    if (this.terms.faults.active && this.link?.silent) return;
     // A peer that takes our bytes off its socket is alive, even while we do not read its pongs
     // (reading paused: it owes us nothing, we owe it replies).
     const buffered = this.ws.bufferedBytes;
@@ -111,6 +125,7 @@ export class ServerConnection {
     clearTimeout(this.helloTimer);
     clearInterval(this.keepalive);
     this.transmission?.stop();
+    this.link?.close();
   }
 
   private closeWith(code: CloseCode, reason: string): void {
@@ -127,6 +142,11 @@ export class ServerConnection {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     this.heard = true;
+    if (this.terms.faults.active && this.link && this.state === 'ready') return this.link.receive(data);
+    this.handle(data, isBinary);
+  }
+
+  private handle(data: Buffer, isBinary: boolean): void {
     if (this.state === 'closed' || this.state === 'draining') return;
     if (!isBinary) return this.closeWith(CloseCode.Malformed, 'text messages are not part of the protocol');
     let msg;
@@ -178,8 +198,11 @@ export class ServerConnection {
   }
 
   private welcome(a: Admission): void {
+    const link = new LinkFaults(this.terms.faults, this.ws, this.exp.name, a.session.id, a.session.clientId,
+      (data) => this.handle(data, true), () => this.transmission?.onSent());
+    this.link = link;
     this.transmission = new Transmission(this.ws, this.exp, a, this.terms.budget,
-      (reason) => this.closeWith(CloseCode.Malformed, reason), this.peer);
+      (reason) => this.closeWith(CloseCode.Malformed, reason), this.peer, this.terms.faults, link);
     this.state = 'ready';
     this.ws.send([encodeWelcome(welcomeOf(this.exp, a))]);
   }

@@ -5,6 +5,8 @@ import {
 import { checksumRange } from '../backend/checksum.js';
 import type { SetView } from '../session/membership.js';
 import type { RequestContext } from '../backend/backend.js';
+import type { TransportFaults } from '../faults/fault-table.js';
+import type { LinkFaults } from '../faults/link-faults.js';
 import { validate } from '../backend/validate.js';
 import type { Session } from '../session/session.js';
 import type { Admission, ExportHandle } from './handshake.js';
@@ -51,15 +53,21 @@ export class Transmission implements Debtor {
     /** A request breaks the protocol: the connection closes with this reason. */
     private readonly onViolation: (reason: string) => void,
     private readonly peer: string,
+    /** The server's transport faults, and this connection's share of them. */
+    private readonly faults: TransportFaults,
+    private readonly link: LinkFaults,
   ) {
     this.session = admission.session;
     this.limits = { readOnly: admission.readOnly, maxPayload: admission.maxPayload };
     this.set = admission.set;
     budget.join(this);
-    ws.ondrain = () => {
-      this.budget.update(this);
-      this.retry();
-    };
+    ws.ondrain = () => this.onSent();
+  }
+
+  /** Reply bytes left us (the socket drained, or a transport fault let held replies go). */
+  onSent(): void {
+    this.budget.update(this);
+    this.retry();
   }
 
   /** Drops the replies not sent yet and the requests held; running ones finish, their replies go nowhere. */
@@ -79,7 +87,7 @@ export class Transmission implements Debtor {
   }
 
   owed(): number {
-    return this.stopped ? 0 : this.pendingBytes + this.ws.bufferedBytes;
+    return this.stopped ? 0 : this.pendingBytes + this.ws.bufferedBytes + this.link.heldBytes;
   }
 
   /** Starts held requests while they fit; reading resumes once none is held. */
@@ -254,7 +262,9 @@ export class Transmission implements Debtor {
       bytes += n;
       sent += n;
       if (i + 1 - start === LIMITS.maxRecords || bytes >= MAX_REPLY_BATCH_BYTES || i === batch.length - 1) {
-        this.ws.send(encodeReplies(start === 0 && i === batch.length - 1 ? batch : batch.slice(start, i + 1), this.admission.lz4));
+        const parts = encodeReplies(start === 0 && i === batch.length - 1 ? batch : batch.slice(start, i + 1), this.admission.lz4);
+        if (this.faults.active) this.link.send(parts);
+        else this.ws.send(parts);
         start = i + 1;
         bytes = 0;
       }
