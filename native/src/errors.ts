@@ -1,4 +1,5 @@
 // The shape of errors thrown by the native layer: Node's system-error fields.
+import { constants as osConstants } from 'node:os';
 
 /** An error carrying an errno: `code` is the symbolic name ('ENOENT'), `errno` is negative. */
 export interface UblkSystemError extends Error {
@@ -22,4 +23,12 @@ export function systemError(code: string, errno: number, message: string, syscal
   e.errno = -Math.abs(errno);
   if (syscall) e.syscall = syscall;
   return e;
+}
+
+let errnoNames: Map<number, string> | undefined;
+
+/** The symbolic name of a (positive) errno, as the host's libc knows it: 28 -> 'ENOSPC'. */
+export function errnoCode(errno: number): string {
+  errnoNames ??= new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+  return errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
 }

@@ -2,12 +2,11 @@
 // libuv poll callback, completions go back in batches with one syscall. See csrc/ublk_queue.cc
 // for why the JS thread drives the ring.
 import { closeSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { UBLK_MAX_QUEUE_DEPTH } from './abi.js';
 import { binding, type RawQueue } from './binding.js';
-import { isUblkSystemError, systemError, type UblkSystemError } from './errors.js';
+import { errnoCode, isUblkSystemError, systemError, type UblkSystemError } from './errors.js';
 
 const WORDS = 4; // per request in RawQueue.requests: tag, op_flags, nr_sectors, start_sector
 const OP_MASK = 0xff;
@@ -282,9 +281,4 @@ export class UblkQueue {
   }
 }
 
-let errnoNames: Map<number, string> | undefined;
 
-function errnoCode(errno: number): string {
-  errnoNames ??= new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
-  return errnoNames.get(errno) ?? `E${errno}`;
-}

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { FALLOC, fallocate } from '@wsblk/native';
+import { FALLOC, errnoCode, fallocate, systemError } from '@wsblk/native';
 import type { Backend, BackendInfo, RequestContext } from './backend.js';
 import { MetaFile } from './meta-file.js';
 
@@ -37,13 +37,9 @@ function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
+/** A failed system call as Node reports one (code, errno, syscall): statusOfError maps it. */
 function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
-  const names: Record<number, string> = { 28: 'ENOSPC', 5: 'EIO', 95: 'EOPNOTSUPP', 22: 'EINVAL', 1: 'EPERM', 30: 'EROFS' };
-  const e: NodeJS.ErrnoException = new Error(`${syscall}: ${names[errno] ?? `errno ${errno}`}`);
-  e.errno = -errno;
-  e.code = names[errno] ?? 'EIO';
-  e.syscall = syscall;
-  return e;
+  return systemError(errnoCode(errno), errno, `${syscall}: ${errnoCode(errno)}`, syscall);
 }
 
 export interface FileBackendOptions {
