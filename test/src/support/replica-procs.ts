@@ -157,6 +157,15 @@ export function fioFill(uri: string, offset: string, size: string, verifyOnly = 
   ]);
 }
 
+/** Writes (or, verifyOnly, reads and checks `loops` times) a fixed 32-bit pattern over [0, size). */
+export function fioPattern(uri: string, size: string, pattern: string, verifyOnly = false, loops = 1): Promise<FioResult> {
+  return fio([
+    '--name=pattern', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bs=64k', '--iodepth=8', `--size=${size}`,
+    '--verify=pattern', `--verify_pattern=${pattern}`, '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0',
+    ...(verifyOnly ? ['--verify_only=1', `--loops=${loops}`] : []),
+  ]);
+}
+
 /** Asserts fio ended well: exit 0, no error, every block written and verified. */
 export function assertVerified(r: FioResult, bytes: number, context: () => string): void {
   assert.equal(r.code, 0, `fio failed:\n${r.raw.slice(-3000)}\n${context()}`);
