@@ -2,26 +2,19 @@
 // in error mode) and when a live device moves to a new server (replica add, then remove).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TcpProxy } from '../support/server.js';
 import { requireTool, sleep, tempDir, wsblk } from '../support/procs.js';
 import {
-  allInSync, assertVerified, compareReplicas, fioPattern, fioVerify, listSet, startReplicas, startSetDaemon, stateOf, waitSet,
+  allInSync, assertVerified, compareReplicas, fioPattern, fioVerify, inSyncSet, listSet, startReplicas, startSetDaemon, stateOf, waitSet,
 } from '../support/replica-procs.js';
 
 const MiB = 1 << 20;
 
 /** Two servers, each behind a proxy that can cut it off, and a set daemon over the proxies. */
 async function cutOffSet(t: import('node:test').TestContext, args: string[]) {
-  const dir = tempDir(t);
-  const servers = await startReplicas(t, 2);
-  const proxies = await Promise.all(servers.map((s) => TcpProxy.start(s.port)));
-  t.after(() => Promise.all(proxies.map((p) => p.stop())));
-  const urls = proxies.map((p) => p.url('d'));
-  const d = await startSetDaemon(t, dir, urls, ['--replica-timeout', '2', ...args]);
-  await waitSet(d.runDir, allInSync, 'the new set is in sync', 60_000, d.proc);
+  const { proxies, d } = await inSyncSet(t, 2, ['--replica-timeout', '2', ...args], 2);
   const cut = () => { for (const p of proxies) { p.hold(); p.dropAll(); } };
   const heal = () => { for (const p of proxies) p.release(); };
-  return { d, urls, cut, heal };
+  return { d, cut, heal };
 }
 
 test('every replica cut off: I/O waits (the default), and completes when an in-sync replica returns', { timeout: 120_000 }, async (t) => {

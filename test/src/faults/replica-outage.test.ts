@@ -3,21 +3,14 @@
 // is ejected and resynced, and the replicas compare identical afterwards.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TcpProxy } from '../support/server.js';
-import { requireTool, sleep, tempDir } from '../support/procs.js';
-import {
-  allInSync, assertVerified, compareReplicas, fioFill, fioVerify, startReplicas, startSetDaemon, stateOf, waitSet,
-} from '../support/replica-procs.js';
+import { requireTool, sleep } from '../support/procs.js';
+import { allInSync, assertVerified, compareReplicas, fioFill, fioVerify, inSyncSet, stateOf, waitSet } from '../support/replica-procs.js';
 
 const MiB = 1 << 20;
 
 test('server SIGKILLed under fio verify: ejected, restarted empty, resynced by checksum, identical', { timeout: 120_000 }, async (t) => {
   if (!(await requireTool(t, 'fio'))) return;
-  const dir = tempDir(t);
-  const servers = await startReplicas(t, 3);
-  const urls = servers.map((s) => s.url);
-  const d = await startSetDaemon(t, dir, urls, ['--replica-timeout', '2']);
-  await waitSet(d.runDir, allInSync, 'the new set is in sync', 30_000);
+  const { servers, urls, d } = await inSyncSet(t, 3, ['--replica-timeout', '2']);
   // Data written before the kill, in a range the run below does not touch: the restarted
   // (empty) server must get it back too, though no write there was missed while it was out.
   const fill = await fioFill(d.uri, '32M', '32M');
@@ -46,36 +39,26 @@ test('server SIGKILLed under fio verify: ejected, restarted empty, resynced by c
 
 test('replica cut off by a proxy under fio verify, then healed: resynced from its dirty map, identical', { timeout: 120_000 }, async (t) => {
   if (!(await requireTool(t, 'fio'))) return;
-  const dir = tempDir(t);
-  const servers = await startReplicas(t, 3);
-  const proxy = await TcpProxy.start(servers[2]!.port);
-  t.after(() => proxy.stop());
-  const urls = [servers[0]!.url, servers[1]!.url, proxy.url('d')];
-  const d = await startSetDaemon(t, dir, urls, ['--replica-timeout', '2']);
-  await waitSet(d.runDir, allInSync, 'the new set is in sync', 30_000);
+  const { proxies: [proxy], urls, direct, d } = await inSyncSet(t, 3, ['--replica-timeout', '2'], 1);
   const run = fioVerify(d.uri, '32M', ['--rate=,4m']);
   await sleep(2000);
   // Cut, and hold every reconnect: the replica is unreachable until healed.
-  proxy.hold();
-  proxy.dropAll();
+  proxy!.hold();
+  proxy!.dropAll();
   await waitSet(d.runDir, (s) => stateOf(s, urls[2]!) !== 'in-sync', 'the cut-off replica is ejected', 15_000);
   await sleep(2000);
-  proxy.release();
+  proxy!.release();
   const r = await run;
   assertVerified(r, 32 * MiB, () => d.proc.output().slice(-3000));
   await waitSet(d.runDir, allInSync, 'the healed replica is in sync again', 30_000, d.proc);
   assert.match(d.proc.output(), /resync of .* starts: \d+ regions written while it was out/, 'resync copied from the dirty map');
-  assert.deepEqual(await compareReplicas([servers[0]!.url, servers[1]!.url, servers[2]!.url]), [], 'the replicas are identical');
+  assert.deepEqual(await compareReplicas(direct), [], 'the replicas are identical');
 });
 
 test('replica stalled (SIGSTOP): ejected after --replica-timeout, no I/O stalls longer, resyncs after SIGCONT', { timeout: 120_000 }, async (t) => {
   if (!(await requireTool(t, 'fio'))) return;
-  const dir = tempDir(t);
-  const servers = await startReplicas(t, 3);
-  const urls = servers.map((s) => s.url);
   const timeoutS = 2;
-  const d = await startSetDaemon(t, dir, urls, ['--replica-timeout', String(timeoutS)]);
-  await waitSet(d.runDir, allInSync, 'the new set is in sync', 30_000);
+  const { servers, urls, d } = await inSyncSet(t, 3, ['--replica-timeout', String(timeoutS)]);
   t.after(() => servers[1]!.signal('SIGCONT'));
   const run = fioVerify(d.uri, '32M', ['--rate=,4m']);
   await sleep(2000);

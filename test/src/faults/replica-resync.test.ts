@@ -3,31 +3,22 @@
 // writes leave the replicas identical.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TcpProxy } from '../support/server.js';
-import { fio, requireTool, sleep, tempDir } from '../support/procs.js';
-import {
-  allInSync, compareReplicas, fioPattern, listSet, startReplicas, startSetDaemon, stateOf, waitSet,
-} from '../support/replica-procs.js';
+import { fio, requireTool, sleep } from '../support/procs.js';
+import { allInSync, compareReplicas, fioPattern, inSyncSet, listSet, startSetDaemon, stateOf, waitSet } from '../support/replica-procs.js';
 
 test('a stale replica is never read from: while it resyncs and after, every read returns the new data', { timeout: 120_000 }, async (t) => {
   if (!(await requireTool(t, 'fio'))) return;
-  const dir = tempDir(t);
-  const servers = await startReplicas(t, 3);
-  const proxy = await TcpProxy.start(servers[2]!.port);
-  t.after(() => proxy.stop());
-  const urls = [servers[0]!.url, servers[1]!.url, proxy.url('d')];
   // A slow resync (4 MiB/s: 16 MiB of missed writes take ~4 s) leaves time to read while it runs.
-  const d = await startSetDaemon(t, dir, urls, ['--replica-timeout', '2', '--resync-rate', '4M']);
-  await waitSet(d.runDir, allInSync, 'the new set is in sync', 60_000, d.proc);
+  const { proxies: [proxy], urls, direct, d } = await inSyncSet(t, 3, ['--replica-timeout', '2', '--resync-rate', '4M'], 1);
   const old = await fioPattern(d.uri, '16M', '0xaaaaaaaa');
   assert.equal(old.errors, 0, old.raw.slice(-2000));
-  proxy.hold();
-  proxy.dropAll();
+  proxy!.hold();
+  proxy!.dropAll();
   // New data while replica 3 is away (it is ejected after the replica timeout).
   const now = await fioPattern(d.uri, '16M', '0x5b5b5b5b');
   assert.equal(now.errors, 0, now.raw.slice(-2000));
   assert.equal(stateOf(await listSet(d.runDir), urls[2]!), 'unreachable');
-  proxy.release();
+  proxy!.release();
   await waitSet(d.runDir, (s) => stateOf(s, urls[2]!) === 'resyncing', 'the replica resyncs', 15_000, d.proc);
   // It has no requests outstanding: the least-busy balancer would pick it first if it could.
   let rounds = 0;
@@ -45,25 +36,19 @@ test('a stale replica is never read from: while it resyncs and after, every read
   }
   t.diagnostic(`${rounds} rounds of reading 16 MiB twice, ${sawResyncing ? 'some while it resynced' : 'none while it resynced'}`);
   assert.ok(sawResyncing, 'some reads ran while the replica resynced');
-  assert.deepEqual(await compareReplicas([servers[0]!.url, servers[1]!.url, servers[2]!.url]), []);
+  assert.deepEqual(await compareReplicas(direct), []);
 });
 
 test('a daemon SIGKILLed during a resync: a new daemon for the device resumes the resync at its saved offset', { timeout: 120_000 }, async (t) => {
   if (!(await requireTool(t, 'fio'))) return;
-  const dir = tempDir(t);
-  const servers = await startReplicas(t, 2);
-  const proxy = await TcpProxy.start(servers[1]!.port);
-  t.after(() => proxy.stop());
-  const urls = [servers[0]!.url, proxy.url('d')];
   const args = ['--replica-timeout', '2', '--resync-rate', '4M'];
-  const d = await startSetDaemon(t, dir, urls, args);
-  await waitSet(d.runDir, allInSync, 'the new set is in sync', 60_000, d.proc);
+  const { dir, proxies: [proxy], urls, direct, d } = await inSyncSet(t, 2, args, 1);
   const id = (await listSet(d.runDir)).id;
-  proxy.hold();
-  proxy.dropAll();
+  proxy!.hold();
+  proxy!.dropAll();
   const w = await fioPattern(d.uri, '32M', '0x6c6c6c6c');
   assert.equal(w.errors, 0, w.raw.slice(-2000));
-  proxy.release();
+  proxy!.release();
   await waitSet(d.runDir, (s) => (s.replicas[1]?.resync?.percent ?? 0) >= 25, 'the resync is a quarter done', 30_000, d.proc);
   d.proc.child.kill('SIGKILL');
   await d.proc.exited;
@@ -77,16 +62,12 @@ test('a daemon SIGKILLed during a resync: a new daemon for the device resumes th
   t.diagnostic(`resumed at offset ${m[1]}`);
   const check = await fioPattern(again.uri, '32M', '0x6c6c6c6c', true, 2);
   assert.equal(check.errors, 0, check.raw.slice(-2000));
-  assert.deepEqual(await compareReplicas([servers[0]!.url, servers[1]!.url]), []);
+  assert.deepEqual(await compareReplicas(direct), []);
 });
 
 test('overlapping concurrent writes to 3 replicas leave them identical', { timeout: 120_000 }, async (t) => {
   if (!(await requireTool(t, 'fio'))) return;
-  const dir = tempDir(t);
-  const servers = await startReplicas(t, 3);
-  const urls = servers.map((s) => s.url);
-  const d = await startSetDaemon(t, dir, urls);
-  await waitSet(d.runDir, allInSync, 'the new set is in sync', 60_000, d.proc);
+  const { urls, d } = await inSyncSet(t, 3);
   // Four jobs, 4k to 64k writes, all in the same 512 KiB: writes overlap all the time.
   const r = await fio([
     '--name=overlap', '--ioengine=nbd', `--uri=${d.uri}`, '--rw=randwrite', '--bssplit=4k/50:16k/30:64k/20',

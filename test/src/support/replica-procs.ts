@@ -7,7 +7,8 @@ import type { TestContext } from 'node:test';
 import { compareTargets, type Mismatch } from '@wsblk/client';
 import { Errno } from '@wsblk/shared';
 import { RawClient } from './raw-client.js';
-import { WSBLK, fio, freePort, sleep, startProc, startServer, stopProc, wsblk, type FioResult, type Proc } from './procs.js';
+import { WSBLK, fio, freePort, sleep, startProc, startServer, stopProc, tempDir, wsblk, type FioResult, type Proc } from './procs.js';
+import { TcpProxy } from './server.js';
 
 /** One storage server with export `d` (memory: its data and record are gone after a kill). */
 export class ReplicaServer {
@@ -62,6 +63,32 @@ export async function startSetDaemon(t: TestContext, dir: string, urls: string[]
     await sleep(50);
   }
   return { proc, uri: `nbd+unix:///?socket=${sock}`, runDir, sock };
+}
+
+export interface InSyncSet {
+  dir: string;
+  servers: ReplicaServer[];
+  /** Proxies in front of the last `proxied` servers (to cut them off). */
+  proxies: TcpProxy[];
+  /** The URLs the set was connected with (through the proxies). */
+  urls: string[];
+  /** Every server's own URL (to compare them). */
+  direct: string[];
+  d: SetDaemon;
+}
+
+/** n servers, the last `proxied` of them behind a TcpProxy, and a set daemon over them, in sync. */
+export async function inSyncSet(t: TestContext, n: number, args: string[] = [], proxied = 0): Promise<InSyncSet> {
+  const dir = tempDir(t);
+  const servers = await startReplicas(t, n);
+  const plain = n - proxied;
+  const proxies = await Promise.all(servers.slice(plain).map((s) => TcpProxy.start(s.port)));
+  t.after(() => Promise.all(proxies.map((p) => p.stop())));
+  const urls = servers.map((s, i) => (i < plain ? s.url : proxies[i - plain]!.url('d')));
+  const d = await startSetDaemon(t, dir, urls, args);
+  // A new set compares the others with the first before they are in sync.
+  await waitSet(d.runDir, allInSync, 'the new set is in sync', 60_000, d.proc);
+  return { dir, servers, proxies, urls, direct: servers.map((s) => s.url), d };
 }
 
 export interface ReplicaView {
