@@ -555,6 +555,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     r.checking = true;
     r.link.readMeta().then((rec) => {
       r.checking = false;
+      if (this.closed || !this.replicas.includes(r) || r.mode !== 'out' || !r.map) return; // removed or ejected meanwhile
       if (!rec || rec.setId !== this.setId) {
         log.warn(`replica ${r.link.id} came back without this set's record (${rec ? `set ${rec.setId.slice(0, 8)}` : 'none'}): its data is gone; comparing every region`);
         r.map = DirtyMap.fresh(this.o.mapPath(r.link.id), this.info.size, `${this.setId}/${r.link.id}`, true);
