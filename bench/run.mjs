@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installCleanup, stopAll, stopProc } from './lib/procs.mjs';
 import { JOBS, prefill, runFio, runJob } from './lib/fio.mjs';
-import { TARGETS, startTarget, startWsblkDaemon, startWsblkServer } from './lib/targets.mjs';
+import { TARGETS, listDevice, startTarget, startWsblkDaemon, startWsblkServer, waitInSync } from './lib/targets.mjs';
 import { memoryOf, sampleRss } from './lib/rss.mjs';
 import { checkGoals, formatReport, medianOf, ratios } from './lib/report.mjs';
 import { runProfile } from './lib/profile-run.mjs';
@@ -24,6 +24,8 @@ Runs the same fio jobs (ioengine=nbd), interleaved, against:
   ours     wsblk serve (memory export) <- ws <- wsblk connect --nbd   (2 hops)
   nbdkit1  nbdkit memory                                             (1 hop)
   nbdkit2  nbdkit nbd -> nbdkit memory                               (2 hops)
+  set3     ours over a replica set of 3 wsblk servers (issue 13); after the jobs, the resync
+           rate at the default limit (a replica stalled while the region is rewritten)
 then measures the RSS of our daemon and server (also at iodepth 128, and with 8 devices on one
 server), prints a table with ratios ours/peer, checks the goals of issue 4 (PASS/FAIL) and writes
 everything to bench/results/<timestamp>.json.
@@ -33,7 +35,7 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
   --ramp S           warm-up seconds per fio run, not counted (default 1)
   --rounds N         interleaved rounds; the table shows the median per target (default 2)
   --jobs a,b         jobs to run (default all): ${JOBS.map((j) => j.name).join(', ')}
-  --targets a,b      targets to run (default: ours, nbdkit1, nbdkit2, and base with --baseline)
+  --targets a,b      targets to run (default: ours, nbdkit1, nbdkit2, set3, and base with --baseline)
   --baseline DIR     also run target 'base': the wsblk of another built checkout (e.g. a git
                      worktree of an older commit), same topology as ours; the table adds ours/base.
                      The A/B of a lever in one interleaved run
@@ -136,6 +138,38 @@ async function measure(opts, dir, targets) {
   return results;
 }
 
+/**
+ * The resync rate at the default limit: one replica of set3 stalls (SIGSTOP) and is ejected
+ * while the region is written again; it returns (SIGCONT) and copies what it missed (its dirty
+ * map). Rate: bytes copied / time from its resync's start to its end, from the daemon's log.
+ */
+async function resyncRate(opts, dir, set3) {
+  const server = set3.procs.server2;
+  const daemon = set3.procs.daemon;
+  const from = daemon.stderr().length;
+  process.kill(server.pid, 'SIGSTOP');
+  try {
+    log(`resync: replica 3 stalled; writing ${opts.region} while it is ejected`);
+    await prefill({ dir, uri: set3.uri, region: opts.region, tag: 'resync-write' });
+    const d = await listDevice(set3.runDir);
+    if (d.replicas[2]?.state === 'in-sync') throw new Error('the stalled replica was not ejected');
+  } finally {
+    process.kill(server.pid, 'SIGCONT');
+  }
+  const t0 = Date.now();
+  await waitInSync(set3.runDir, 300_000);
+  const seconds = (Date.now() - t0) / 1000;
+  const logText = daemon.stderr().slice(from);
+  const start = /^(\S+) info\s+replica: resync of \S+ starts/m.exec(logText);
+  const done = /^(\S+) info\s+replica: resync of \S+ done: (\d+) bytes copied/m.exec(logText);
+  if (!start || !done) throw new Error(`no resync in the daemon's log: ${logText.slice(-500)}`);
+  const copySeconds = (Date.parse(done[1]) - Date.parse(start[1])) / 1000;
+  const bytes = Number(done[2]);
+  const r = { mib: bytes / 1048576, seconds: copySeconds, untilInSyncSeconds: seconds, mibps: bytes / 1048576 / copySeconds, limitMiBps: 100 };
+  log(`resync: ${r.mib.toFixed(0)} MiB copied in ${copySeconds.toFixed(1)} s (${r.mibps.toFixed(0)} MiB/s; in sync ${seconds.toFixed(1)} s after it returned)`);
+  return r;
+}
+
 /** iodepth 128 on our device (4k, then 1M, randrw): peak RSS of the daemon and the server. */
 async function depth128(opts, dir, ours) {
   const pids = [ours.pids.daemon, ours.pids.server];
@@ -234,6 +268,7 @@ async function benchmark(opts, dir) {
     log(`prefilled ${opts.region} of ${key} in ${p.seconds.toFixed(1)} s (${p.mibps.toFixed(0)} MiB/s)`);
   }
   results.jobs = await measure(opts, dir, targets);
+  if (targets.set3) results.resync = await resyncRate(opts, dir, targets.set3).catch((e) => ({ error: e.message }));
 
   results.rss = {};
   const ours = targets.ours;

@@ -31,6 +31,8 @@ export function ratios(job, med) {
       clatP99: ratio(o?.clatP99Us, p?.clatP99Us),
     };
   }
+  // The replica set against one server (set3 / ours): what replication costs, or gains.
+  out.set3 = { iops: ratio(med.set3?.iops, med.ours?.iops), mibps: ratio(med.set3?.mibps, med.ours?.mibps), clatP50: ratio(med.set3?.clatP50Us, med.ours?.clatP50Us), clatP99: ratio(med.set3?.clatP99Us, med.ours?.clatP99Us) };
   return out;
 }
 
@@ -53,6 +55,11 @@ export function checkGoals(results) {
     'peak VmRSS sampled during 4k and 1M randrw at iodepth 128');
   atMost('server RSS with 8 connected devices', results.rss?.eightDevices?.serverPeakRssMiB ?? null, LIMITS.serverRssMiB, ' MiB',
     'peak VmRSS sampled under light load; includes the data the memory exports hold');
+  atLeast('replica set of 3: 4k QD32 randwrite IOPS vs one server (issue 13)', r('randwrite4k-qd32', 'set3', 'iops'), 0.7);
+  atLeast('replica set of 3: 4k QD32 randread IOPS vs one server (issue 13)', r('randread4k-qd32', 'set3', 'iops'), 1.0);
+  const rs = results.resync;
+  goals.push({ goal: 'replica set: resync rate at the default limit (issue 13)', measured: rs?.mibps ?? null, limit: 'measured', pass: null,
+    note: rs ? (rs.error ? `error: ${rs.error}` : `${rs.mib} MiB written while a replica was stalled, resynced in ${rs.seconds.toFixed(1)} s after it returned (limit ${rs.limitMiBps} MiB/s)`) : 'needs target set3' });
   goals.push({ goal: 'in the VM: ublk path vs kernel nbd at 4k QD32', measured: null, limit: '>= 1.0x', pass: null, note: 'measured only by node bench/run.mjs --vm' });
   return goals;
 }
@@ -78,11 +85,12 @@ export function formatReport(results) {
   const rows = [];
   // A --baseline run adds the other checkout's figures and ours/base.
   const base = Object.values(results.jobs).some((j) => j.median.base);
+  const set3 = Object.values(results.jobs).some((j) => j.median.set3);
   for (const [name, j] of Object.entries(results.jobs)) {
     const m = j.median;
     const primary = j.metric === 'iops' ? ['IOPS', 'iops', 0] : ['MiB/s', 'mibps', 1];
-    const row = (label, value, fmt, field) => [label, value, ...['ours', 'nbdkit1', 'nbdkit2', ...(base ? ['base'] : [])].map((t) => fmt(m[t])),
-      ...['nbdkit1', 'nbdkit2', ...(base ? ['base'] : [])].map((t) => fmtRatio(j.ratios[t][field]))];
+    const row = (label, value, fmt, field) => [label, value, ...['ours', 'nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : [])].map((t) => fmt(m[t])),
+      ...['nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : [])].map((t) => fmtRatio(j.ratios[t][field]))];
     rows.push(row(name, primary[0], (x) => fmtNum(x?.[primary[1]], primary[2]), primary[1]));
     rows.push(row('', 'p50 clat', (x) => fmtUs(x?.clatP50Us), 'clatP50'));
     rows.push(row('', 'p99 clat', (x) => fmtUs(x?.clatP99Us), 'clatP99'));
@@ -91,7 +99,8 @@ export function formatReport(results) {
     + `ours --compress ${results.options.compress}; nbdkit 2 hops over a ${results.options.nbdkit2Hop === 'tcp' ? 'loopback TCP' : 'Unix'} socket.`
     + (base ? ` base: wsblk of ${results.options.baseline}.` : ''));
   out.push('Throughput ratio ours/peer: higher is better for ours. Latency ratio ours/peer: LOWER is better for ours.');
-  out.push(table(rows, ['job', 'metric', 'ours', 'nbdkit-1hop', 'nbdkit-2hop', ...(base ? ['base'] : []), 'ours/1hop', 'ours/2hop', ...(base ? ['ours/base'] : [])]));
+  if (set3) out.push('set3: the same device over a replica set of 3 servers; set3/ours: the replica set against one server.');
+  out.push(table(rows, ['job', 'metric', 'ours', 'nbdkit-1hop', 'nbdkit-2hop', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), 'ours/1hop', 'ours/2hop', ...(base ? ['ours/base'] : []), ...(set3 ? ['set3/ours'] : [])]));
   const failed = Object.entries(results.jobs).flatMap(([name, j]) => Object.entries(j.runs).flatMap(([t, runs]) => runs.filter((x) => x.error).map((x) => `${name} on ${t}: ${x.error}`)));
   if (failed.length) out.push('', 'Failed runs:', ...failed.map((f) => `  ${f}`));
 
@@ -116,10 +125,10 @@ export function formatReport(results) {
   }
   if (rss.skipped) out.push(`  ${rss.skipped}`);
 
-  out.push('', 'Goals of issue 4:');
+  out.push('', 'Goals of issues 4 and 13:');
   for (const g of results.goals) {
     const verdict = g.pass === null ? 'N/A ' : g.pass ? 'PASS' : 'FAIL';
-    const measured = g.measured == null ? 'not measured' : g.limit.endsWith('x') ? `${g.measured.toFixed(2)}x` : `${g.measured.toFixed(0)} MiB`;
+    const measured = g.measured == null ? 'not measured' : g.limit.endsWith('x') ? `${g.measured.toFixed(2)}x` : g.limit === 'measured' ? `${g.measured.toFixed(0)} MiB/s` : `${g.measured.toFixed(0)} MiB`;
     out.push(`  ${verdict}  ${g.goal}: ${measured} (goal ${g.limit})${g.note ? ` - ${g.note}` : ''}`);
   }
   return out.join('\n');

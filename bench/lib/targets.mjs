@@ -3,11 +3,14 @@
 //   nbdkit1  nbdkit memory (one hop)
 //   nbdkit2  nbdkit nbd plugin -> nbdkit memory (two hops, the same topology as ours)
 //   base     ours, but the wsblk of another checkout (--baseline DIR): a lever's A/B in one run
+//   set3     ours over a replica set: three wsblk serve (memory) <- one wsblk connect URL1,URL2,URL3
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
-import { startProc, stopProc, waitFor } from './procs.mjs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { sleep, startProc, stopProc, waitFor } from './procs.mjs';
 
 export const WSBLK = fileURLToPath(new URL('../../client/bin/wsblk.js', import.meta.url));
 
@@ -16,6 +19,7 @@ export const TARGETS = {
   nbdkit1: 'nbdkit memory (1 hop)',
   nbdkit2: 'nbdkit nbd -> nbdkit memory (2 hops)',
   base: 'wsblk of --baseline DIR (as ours)',
+  set3: 'wsblk over a replica set of 3 servers (memory)',
 };
 
 /** The wsblk entry point of a checkout (built: client/dist present). */
@@ -36,9 +40,9 @@ export async function startWsblkServer({ dir, exports, nodeArgs = [], name = 'ws
 }
 
 /** wsblk connect --nbd --foreground; resolves { proc, uri } once the daemon prints its NBD URI. */
-export async function startWsblkDaemon({ dir, url, sock, compress = 'none', nodeArgs = [], name = 'wsblk-daemon', wsblk = WSBLK }) {
-  const args = [...nodeArgs, wsblk, 'connect', url, '--nbd', sock, '--foreground', '--compress', compress];
-  const proc = startProc(name, process.execPath, args, { cwd: dir, env: { WSBLK_RUN_DIR: join(dir, 'run') } });
+export async function startWsblkDaemon({ dir, url, sock, compress = 'none', nodeArgs = [], name = 'wsblk-daemon', wsblk = WSBLK, args: extra = [], runDir = join(dir, 'run') }) {
+  const args = [...nodeArgs, wsblk, 'connect', url, '--nbd', sock, '--foreground', '--compress', compress, ...extra];
+  const proc = startProc(name, process.execPath, args, { cwd: dir, env: { WSBLK_RUN_DIR: runDir } });
   const m = await waitFor('the daemon to print its NBD URI', () => /^(nbd\+unix:\S+)$/m.exec(proc.stdout()), { proc, timeoutMs: 30_000 });
   return { proc, uri: m[1] };
 }
@@ -67,6 +71,29 @@ export async function startTarget(key, { dir, size, compress, nodeArgs = [], nbd
       const daemon = await startWsblkDaemon({ dir, url: `ws://127.0.0.1:${server.port}/b0`, sock, compress, nodeArgs, wsblk, name: `${key}-daemon` });
       procs.push(daemon.proc);
       return { key, label: TARGETS[key], uri: daemon.uri, pids: { server: server.proc.pid, daemon: daemon.proc.pid }, procs: { server: server.proc, daemon: daemon.proc }, stop };
+    }
+    if (key === 'set3') {
+      const servers = [];
+      for (let i = 0; i < 3; i++) {
+        const server = await startWsblkServer({ dir, exports: [`b0=memory:${size}`], nodeArgs, name: `set3-serve${i}` });
+        procs.push(server.proc);
+        servers.push(server);
+      }
+      // Its own run dir: `wsblk list` there shows only this device. A short replica timeout: the
+      // resync measurement stalls a replica and waits for its ejection.
+      const runDir = join(dir, 'run-set3');
+      const daemon = await startWsblkDaemon({
+        dir, url: servers.map((s) => `ws://127.0.0.1:${s.port}/b0`).join(','), sock: join(dir, 'set3.sock'), compress, nodeArgs,
+        name: 'set3-daemon', args: ['--replica-timeout', '2'], runDir,
+      });
+      procs.push(daemon.proc);
+      // A new set compares the others with the first before they are in sync: wait for that.
+      await waitInSync(runDir, 120_000);
+      return {
+        key, label: TARGETS[key], uri: daemon.uri, runDir,
+        pids: { daemon: daemon.proc.pid, ...Object.fromEntries(servers.map((s, i) => [`server${i}`, s.proc.pid])) },
+        procs: { daemon: daemon.proc, ...Object.fromEntries(servers.map((s, i) => [`server${i}`, s.proc])) }, stop,
+      };
     }
     if (key === 'nbdkit1') {
       const sock = join(dir, 'nbdkit1.sock');
@@ -103,4 +130,23 @@ function freePort() {
       s.close(() => resolve(port));
     });
   });
+}
+
+const execFileP = promisify(execFile);
+
+/** The one device of a run dir, as `wsblk list --json` shows it. */
+export async function listDevice(runDir) {
+  const { stdout } = await execFileP(process.execPath, [WSBLK, 'list', '--json'], { env: { ...process.env, WSBLK_RUN_DIR: runDir } });
+  return JSON.parse(stdout)[0];
+}
+
+/** Waits until every replica of the run dir's device is in sync. */
+export async function waitInSync(runDir, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = await listDevice(runDir).catch(() => null);
+    if (d?.replicas?.length && d.replicas.every((r) => r.state === 'in-sync')) return d;
+    if (Date.now() > deadline) throw new Error(`the replica set is not in sync after ${timeoutMs / 1000} s: ${JSON.stringify(d?.replicas)}`);
+    await sleep(250);
+  }
 }

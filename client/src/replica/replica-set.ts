@@ -63,6 +63,8 @@ class Replica {
   resync: Resync | null = null;
   compare = false;
   reason = '';
+  /** Its record is being read before a resync (see startResync). */
+  checking = false;
   /** When its oldest unanswered request was sent (for the replica timeout). */
   constructor(readonly link: ReplicaLink) {}
 }
@@ -541,8 +543,36 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     if (up) this.unblock();
   }
 
-  /** Rejoins a replica write-only and copies what it missed; in sync at the end. */
+  /**
+   * Before a resync from a dirty map: the replica must still hold this set's record. One that
+   * comes back without it (a memory export after a restart, a replaced disk) lost its data, not
+   * just the writes in the map: every region is compared instead.
+   */
   private startResync(r: Replica): void {
+    if (this.closed || r.resync || r.checking || r.mode !== 'out' || !r.map) return;
+    if (this.count('in-sync') === 0) return;
+    if (r.compare) return this.resync(r);
+    r.checking = true;
+    r.link.readMeta().then((rec) => {
+      r.checking = false;
+      if (this.closed || !this.replicas.includes(r) || r.mode !== 'out' || !r.map) return; // removed or ejected meanwhile
+      if (!rec || rec.setId !== this.setId) {
+        log.warn(`replica ${r.link.id} came back without this set's record (${rec ? `set ${rec.setId.slice(0, 8)}` : 'none'}): its data is gone; comparing every region`);
+        r.map = DirtyMap.fresh(this.o.mapPath(r.link.id), this.info.size, `${this.setId}/${r.link.id}`, true);
+        r.map.epoch = this.epoch;
+        r.compare = true;
+        void r.map.flush();
+      }
+      this.resync(r);
+    }, (e: Error) => {
+      r.checking = false;
+      log.warn(`replica ${r.link.id}: reading its record failed (${e.message}); trying again`);
+      setTimeout(() => { if (r.link.connected) this.startResync(r); }, 1000).unref();
+    });
+  }
+
+  /** Rejoins a replica write-only and copies what it missed; in sync at the end. */
+  private resync(r: Replica): void {
     if (this.closed || r.resync || r.mode !== 'out' || !r.map) return;
     if (this.count('in-sync') === 0) return;
     r.mode = 'resyncing';

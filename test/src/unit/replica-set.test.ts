@@ -133,6 +133,22 @@ test('an ejected replica that comes back is resynced from its dirty map only, is
   assert.ok((links[1]!.sent.Read ?? 0) > 0, 'the resynced replica serves reads again');
 });
 
+test('a replica that comes back without the set\'s record (restarted empty) is compared in full, not trusted with its dirty map', async (t) => {
+  const { links, open } = setup(t, 2);
+  const set = await open();
+  await until('in sync', () => set.status.inSync === 2);
+  await write(set, 5 << 20, bytes(65536, 30)); // before the outage: the map of the outage never sees it
+  links[1]!.down();
+  assert.equal((await write(set, 0, bytes(65536, 31))).status, 0);
+  assert.equal(set.status.replicas[1]!.state, 'unreachable');
+  // Its server restarts with an empty memory export: no data, no record.
+  links[1]!.target.write(0, Buffer.alloc(SIZE));
+  links[1]!.meta = null;
+  links[1]!.up();
+  await until('in sync again', () => set.status.inSync === 2);
+  assertSame(links, 'after the resync of an empty replica');
+});
+
 test('overlapping concurrent writes with replicas that apply them in random order leave the replicas identical', async (t) => {
   const { links, open } = setup(t, 3);
   const set = await open();
