@@ -232,7 +232,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       process.nextTick(cb, this.closed ? Errno.ESHUTDOWN : Errno.EIO);
       return;
     }
-    if (this.opts.readOnly && req.op !== Op.Read && req.op !== Op.Flush) {
+    // Read-only: what does not change the data may go (reads, flushes, checksums, the record).
+    if (this.opts.readOnly && (req.op === Op.Write || req.op === Op.Discard || req.op === Op.WriteZeroes || req.op === Op.MetaWrite)) {
       process.nextTick(cb, Errno.EPERM);
       return;
     }
