@@ -7,7 +7,7 @@ export type { Frontend, FrontendFactory } from './daemon/frontend.js';
 export * from './daemon/rundir.js';
 export { fileIdentity, isFile, isProcess, processIdentity, type DeviceIdentity } from './daemon/identity.js';
 export { askControl } from './daemon/control.js';
-export { tuneDaemonMemory, DAEMON_V8_FLAGS, DAEMON_TRIM_THRESHOLD } from './daemon/memory.js';
+export { tuneDaemonMemory } from './daemon/memory.js';
 export { newSecret, tokenOf, transportOptions, type TargetSpec } from './target-spec.js';
 export { splitCredentials } from './transport/url.js';
 export { Backoff, type BackoffOptions } from './transport/reconnect.js';

@@ -7,9 +7,9 @@ import { logger } from '@wsblk/shared';
 const log = logger('daemon');
 
 /** glibc keeps at most this much free memory at the top of its heap (default: up to 64 MiB). */
-export const DAEMON_TRIM_THRESHOLD = 1 << 20;
+const DAEMON_TRIM_THRESHOLD = 1 << 20;
 /** V8 flag: the young generation keeps its first size instead of doubling up to 2 x 16 MiB. */
-export const DAEMON_V8_FLAGS = '--semi-space-growth-factor=1';
+const DAEMON_V8_FLAGS = '--semi-space-growth-factor=1';
 
 /**
  * Applies both settings to this process. V8 grows its young generation by 16x under a
