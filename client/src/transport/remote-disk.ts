@@ -194,7 +194,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       process.nextTick(cb, this.closed ? Errno.ESHUTDOWN : Errno.EIO);
       return;
     }
-    if (this.opts.readOnly && req.op !== Op.Read && req.op !== Op.Flush) {
+    // A read-only session may read, flush and ask for checksums or the membership record (the server allows them too).
+    if (this.opts.readOnly && req.op !== Op.Read && req.op !== Op.Flush && req.op !== Op.Checksum && req.op !== Op.MetaRead) {
       process.nextTick(cb, Errno.EPERM);
       return;
     }
