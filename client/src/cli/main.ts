@@ -7,6 +7,7 @@ import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
 import { listCommand } from './list.js';
 import { recoverCommand } from './recover.js';
 import { serveCommand } from './serve.js';
+import { verifyCommand } from './verify.js';
 
 // A reader that went away (`wsblk --help | head -1`, `wsblk list | true`) is not our error:
 // what is left of the output is dropped. A foreground daemon whose stdout reader is gone keeps
@@ -24,7 +25,7 @@ const program = new Command('wsblk')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand()]) {
+for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), verifyCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 
