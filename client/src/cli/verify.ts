@@ -6,9 +6,8 @@ import { resolve as resolvePath } from 'node:path';
 import { Command } from 'commander';
 import { compareTargets, type Mismatch } from '../replica/compare.js';
 import { ConnectError, RemoteDisk } from '../transport/remote-disk.js';
-import { parseUrl, splitCredentials, withPort } from '../transport/url.js';
 import { CliError, EXIT } from './errors.js';
-import { secondsArg } from './options.js';
+import { secondsArg, targetUrlArg } from './options.js';
 
 interface VerifyOptions {
   tokenFile?: string;
@@ -63,16 +62,10 @@ function parseExports(texts: string[], o: VerifyOptions): Export[] {
   }
   const seen = new Set<string>();
   return texts.map((text) => {
-    const plain = splitCredentials(text);
-    let url: string;
-    try {
-      url = withPort(parseUrl(plain.url));
-    } catch (e) {
-      throw new CliError((e as Error).message, EXIT.USAGE);
-    }
+    const { url, token } = targetUrlArg(text);
     if (seen.has(url)) throw new CliError(`${url} is given twice: an export compared with itself proves nothing`, EXIT.USAGE);
     seen.add(url);
-    return { url, token: plain.token ?? fallback };
+    return { url, token: token ?? fallback };
   });
 }
 
