@@ -1,5 +1,6 @@
-// Failfast requests (the kernel's REQ_FAILFAST_*: md raid1 members with --failfast, multipath)
-// want an error soon rather than a wait: md then fails the member and serves from the others.
+// Failfast requests (the kernel's REQ_FAILFAST_*: md raid1 members with --failfast, multipath,
+// and every readahead, which blk-mq marks so) want an error soon rather than a wait: md then
+// fails the member and serves from the others; a failed readahead is re-read when needed.
 // Such a request gets a deadline; past it, the tag is completed with EIO while the transport
 // may still hold the request (it replays it after a reconnect, or answers it later).
 import { Errno } from '@wsblk/shared';
