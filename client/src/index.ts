@@ -2,6 +2,7 @@ export * from './target.js';
 export { InflightTable, type InflightEntry } from './transport/inflight.js';
 export { RemoteDisk, ConnectError, parseUrl, type RemoteDiskOptions, type TransportStats } from './transport/remote-disk.js';
 export { NbdExport, type NbdExportOptions } from './nbd/index.js';
+export { FailfastDeadlines, FAILFAST_DEFAULT_MS } from './ublk/failfast.js';
 export { Daemon, type DaemonOptions } from './daemon/daemon.js';
 export type { Frontend, FrontendFactory } from './daemon/frontend.js';
 export * from './daemon/rundir.js';

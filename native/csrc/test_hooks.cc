@@ -162,6 +162,9 @@ Napi::Object AbiConstants(Napi::Env env) {
   set("IO_OP_DISCARD", kOpDiscard);
   set("IO_OP_WRITE_SAME", kOpWriteSame);
   set("IO_OP_WRITE_ZEROES", kOpWriteZeroes);
+  set("IO_F_FAILFAST_DEV", kIoFlagFailfastDev);
+  set("IO_F_FAILFAST_TRANSPORT", kIoFlagFailfastTransport);
+  set("IO_F_FAILFAST_DRIVER", kIoFlagFailfastDriver);
   set("IO_F_FUA", kIoFlagFua);
   set("IO_F_NOUNMAP", kIoFlagNoUnmap);
   set("IO_RES_OK", kIoResOk);

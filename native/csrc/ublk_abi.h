@@ -186,6 +186,9 @@ constexpr uint32_t kOpDiscard = 3;
 constexpr uint32_t kOpWriteSame = 4;
 constexpr uint32_t kOpWriteZeroes = 5;
 constexpr uint32_t kOpMask = 0xff;
+constexpr uint32_t kIoFlagFailfastDev = 1u << 8;
+constexpr uint32_t kIoFlagFailfastTransport = 1u << 9;
+constexpr uint32_t kIoFlagFailfastDriver = 1u << 10;
 constexpr uint32_t kIoFlagFua = 1u << 13;
 constexpr uint32_t kIoFlagNoUnmap = 1u << 15;
 

@@ -33,8 +33,20 @@ export const UBLK_IO_OP = {
   WRITE_ZEROES: 5,
 } as const;
 
-/** Request flags (op_flags above the op). */
-export const UBLK_IO_F = { FUA: 1 << 13, NOUNMAP: 1 << 15 } as const;
+/**
+ * Request flags (op_flags above the op). FAILFAST_* mirror the bio's REQ_FAILFAST_*: the
+ * submitter (md raid1 with --failfast, multipath) would rather have an error soon than a retry.
+ */
+export const UBLK_IO_F = {
+  FAILFAST_DEV: 1 << 8,
+  FAILFAST_TRANSPORT: 1 << 9,
+  FAILFAST_DRIVER: 1 << 10,
+  FUA: 1 << 13,
+  NOUNMAP: 1 << 15,
+} as const;
+
+/** Any of the failfast flags. */
+export const UBLK_IO_F_FAILFAST = UBLK_IO_F.FAILFAST_DEV | UBLK_IO_F.FAILFAST_TRANSPORT | UBLK_IO_F.FAILFAST_DRIVER;
 
 export const UBLK_MAX_QUEUE_DEPTH = 4096;
 export const UBLK_MAX_NR_QUEUES = 4096;

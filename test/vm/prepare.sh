@@ -16,14 +16,14 @@
 # non-Debian hosts: package debian-archive-keyring, or WSBLK_VM_KEYRING).
 # Env: WSBLK_VM_CACHE (cache dir), WSBLK_VM_MIRROR (Debian mirror URL),
 #      WSBLK_VM_MODULES (space-separated module names loaded besides the 9p ones;
-#        default "ublk_drv nbd loop ext4"; dependencies are added),
+#        default "ublk_drv nbd loop ext4 raid1"; dependencies are added),
 #      WSBLK_VM_KERNEL_PKG (exact linux-image package to use).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${WSBLK_VM_CACHE:-/var/cache/wsblk-vm}
 # The 9p stack is always there (the guest's root is a 9p share); the rest can change.
-modules_wanted="netfs 9pnet 9pnet_virtio 9p ${WSBLK_VM_MODULES:-ublk_drv nbd loop ext4}"
+modules_wanted="netfs 9pnet 9pnet_virtio 9p ${WSBLK_VM_MODULES:-ublk_drv nbd loop ext4 raid1}"
 refresh=0 quiet=0
 for a in "$@"; do
   case $a in

@@ -1,5 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import { parseSize } from '@wsblk/shared';
+import { parseUrl, splitCredentials, withPort } from '../transport/url.js';
+import { CliError, EXIT } from './errors.js';
 
 /** commander argument parsers that turn bad values into one clear usage error. */
 export function sizeArg(value: string): number {
@@ -34,4 +36,18 @@ export function hostPortArg(value: string): { host: string; port: number } {
 export function blockSizeArg(value: string): 512 | 4096 {
   if (value.trim() !== '512' && value.trim() !== '4096') throw new InvalidArgumentError(`'${value}' is not 512 or 4096`);
   return Number(value) as 512 | 4096;
+}
+
+/**
+ * A target URL from the command line: ws[s]://HOST[:PORT]/EXPORT with the default port filled
+ * in, and the token it carries (ws://:TOKEN@HOST/...) apart, so the URL can be shown. A bad
+ * URL is a usage error.
+ */
+export function targetUrlArg(text: string): { url: string; token: string | undefined } {
+  const plain = splitCredentials(text);
+  try {
+    return { url: withPort(parseUrl(plain.url)), token: plain.token };
+  } catch (e) {
+    throw new CliError((e as Error).message, EXIT.USAGE);
+  }
 }

@@ -5,10 +5,11 @@
 // and read data copied straight into it.
 import { Errno, FLAG_FUA, FLAG_NO_UNMAP, Op, errnoName, logger } from '@wsblk/shared';
 import {
-  UBLK_IO_F, UBLK_IO_OP, addDevice, openQueues, type UblkQueue, blockDevicePath, deleteDevice, getDeviceInfo, recoverDevice,
+  UBLK_IO_F, UBLK_IO_F_FAILFAST, UBLK_IO_OP, addDevice, openQueues, type UblkQueue, blockDevicePath, deleteDevice, getDeviceInfo, recoverDevice,
   setParams, startDevice, stopDevice, type UblkDeviceInfo, type UblkQueueHandlers, type UblkRequestBatch,
 } from '@wsblk/native';
 import type { BlockTarget, IoCallback, IoRequest } from '../target.js';
+import { FAILFAST_DEFAULT_MS, FailfastDeadlines } from './failfast.js';
 
 const log = logger('ublk');
 
@@ -19,6 +20,8 @@ export interface UblkDeviceOptions {
   depth: number;
   maxIoBytes: number;
   blockSize: 512 | 4096;
+  /** Deadline of a failfast request (md's members), ms; 0 = none (it waits like any other). Default 5 s. */
+  failfastMs?: number;
 }
 
 /** One queue's tags: the request each tag is carrying, and its completion callback. */
@@ -26,13 +29,15 @@ class TagSlots {
   readonly reqs: IoRequest[] = [];
   readonly cbs: IoCallback[] = [];
   readonly ops: number[] = [];
+  readonly failfast: FailfastDeadlines | undefined;
 
-  constructor(depth: number, complete: (tag: number, status: number, data?: Buffer) => void) {
+  constructor(depth: number, failfastMs: number, complete: (tag: number, status: number, data?: Buffer) => void, expired: (req: IoRequest) => void) {
     for (let t = 0; t < depth; t++) {
       this.reqs.push({ op: Op.Read, offset: 0, length: 0, flags: 0, payload: undefined });
       this.cbs.push((status, data) => complete(t, status, data));
       this.ops.push(0);
     }
+    this.failfast = failfastMs > 0 ? new FailfastDeadlines(depth, failfastMs, complete, (_tag, req) => expired(req)) : undefined;
   }
 }
 
@@ -42,8 +47,10 @@ export class UblkFrontend {
   private slots: TagSlots[] = [];
   private inflight = 0;
   private closing: Promise<void> | undefined;
+  private failfastExpired = 0;
+  private failfastLogged = 0;
 
-  private constructor(readonly target: BlockTarget, readonly info: UblkDeviceInfo) {}
+  private constructor(readonly target: BlockTarget, readonly info: UblkDeviceInfo, private readonly failfastMs: number) {}
 
   get id(): number {
     return this.info.id;
@@ -69,7 +76,7 @@ export class UblkFrontend {
     // One request must fit in one protocol request: the tag buffer is the largest I/O.
     const maxIo = Math.min(o.maxIoBytes, d.maxPayload);
     const info = await addDevice({ id: o.id, queues: o.queues, depth: o.depth, maxIoBytes: maxIo, recovery: 'reissue' });
-    const fe = new UblkFrontend(target, info);
+    const fe = new UblkFrontend(target, info, o.failfastMs ?? FAILFAST_DEFAULT_MS);
     try {
       await setParams(info.id, {
         sizeBytes: d.size,
@@ -100,7 +107,7 @@ export class UblkFrontend {
    * Takes over a device whose daemon died (QUIESCED): the kernel reissues what the dead one held.
    * `beforeEnd` runs after every tag is fetched and before requests flow (fence the old session).
    */
-  static async recover(target: BlockTarget, id: number): Promise<UblkFrontend> {
+  static async recover(target: BlockTarget, id: number, failfastMs = FAILFAST_DEFAULT_MS): Promise<UblkFrontend> {
     let fe: UblkFrontend | undefined;
     const rec = await recoverDevice(id, {
       handlers: (q) => {
@@ -109,8 +116,8 @@ export class UblkFrontend {
       },
       beforeEnd: async (info, queues) => {
         // Requests flow as soon as END_USER_RECOVERY returns: be ready to take them first.
-        fe = new UblkFrontend(target, info);
-        fe.slots = Array.from({ length: info.nrQueues }, (_, q) => new TagSlots(info.queueDepth, (t, s, d) => fe!.complete(q, t, s, d)));
+        fe = new UblkFrontend(target, info, failfastMs);
+        fe.slots = Array.from({ length: info.nrQueues }, (_, q) => fe!.newSlots(q, info.queueDepth));
         fe.queues = queues;
       },
     });
@@ -120,9 +127,21 @@ export class UblkFrontend {
 
   private async openQueues(info: UblkDeviceInfo): Promise<void> {
     for (let q = 0; q < info.nrQueues; q++) {
-      this.slots.push(new TagSlots(info.queueDepth, (t, s, d) => this.complete(q, t, s, d)));
+      this.slots.push(this.newSlots(q, info.queueDepth));
     }
     this.queues = await openQueues({ device: info, handlers: (q) => this.handlers(q) });
+  }
+
+  private newSlots(q: number, depth: number): TagSlots {
+    return new TagSlots(depth, this.failfastMs, (t, s, d) => this.complete(q, t, s, d), (req) => {
+      this.failfastExpired++;
+      // Once a second at most: a dead server expires a whole queue's worth at once.
+      const now = Date.now();
+      if (now - this.failfastLogged < 1000) return;
+      this.failfastLogged = now;
+      log.warn(`${this.device}: failfast ${Op[req.op]} ${req.offset}+${req.length}: no answer in ${this.failfastMs / 1000} s, `
+        + `failed with EIO (${this.failfastExpired} failfast requests expired so far)`);
+    });
   }
 
   private handlers(q: number): UblkQueueHandlers {
@@ -164,7 +183,8 @@ export class UblkFrontend {
       }
       slots.ops[tag] = req.op;
       this.inflight++;
-      this.target.submit(req, slots.cbs[tag]!);
+      if (slots.failfast && (kflags & UBLK_IO_F_FAILFAST) !== 0) slots.failfast.submit(this.target, tag, req);
+      else this.target.submit(req, slots.cbs[tag]!);
     }
   }
 
@@ -189,7 +209,10 @@ export class UblkFrontend {
   }
 
   status(): Record<string, unknown> {
-    return { devId: this.info.id, queues: this.info.nrQueues, depth: this.info.queueDepth, outstanding: this.inflight };
+    return {
+      devId: this.info.id, queues: this.info.nrQueues, depth: this.info.queueDepth, outstanding: this.inflight,
+      failfastTimeout: this.failfastMs / 1000, failfastExpired: this.failfastExpired,
+    };
   }
 
   /**
@@ -211,6 +234,8 @@ export class UblkFrontend {
   private async teardown(): Promise<void> {
     for (const q of this.queues) q.close();
     this.queues = [];
+    // Answers still owed are dropped; their deadlines would only keep the process alive.
+    for (const s of this.slots) s.failfast?.clear();
     try {
       await deleteDevice(this.info.id);
     } catch (e) {

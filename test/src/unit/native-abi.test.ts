@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  UBLK_ATTR, UBLK_F, UBLK_IO_F, UBLK_IO_OP, UBLK_MAX_NR_QUEUES, UBLK_MAX_QUEUE_DEPTH,
+  UBLK_ATTR, UBLK_F, UBLK_IO_F, UBLK_IO_F_FAILFAST, UBLK_IO_OP, UBLK_MAX_NR_QUEUES, UBLK_MAX_QUEUE_DEPTH,
   UBLK_PARAM_TYPE, UBLK_S_DEV, deviceStateName,
 } from '@wsblk/native';
 import { testHooks } from '@wsblk/native/test-hooks';
@@ -104,6 +104,9 @@ test('the constants carry the kernel values', () => {
   assert.deepEqual(UBLK_S_DEV, { DEAD: 0, LIVE: 1, QUIESCED: 2, FAIL_IO: 3 });
   assert.deepEqual(UBLK_ATTR, { READ_ONLY: 1, ROTATIONAL: 2, VOLATILE_CACHE: 4, FUA: 8 });
   assert.equal(UBLK_IO_F.FUA, 8192);
+  // include/uapi/linux/ublk_cmd.h: FAILFAST_DEV/TRANSPORT/DRIVER are bits 8, 9, 10 (bit 16 is SWAP).
+  assert.deepEqual([UBLK_IO_F.FAILFAST_DEV, UBLK_IO_F.FAILFAST_TRANSPORT, UBLK_IO_F.FAILFAST_DRIVER], [256, 512, 1024]);
+  assert.equal(UBLK_IO_F_FAILFAST, 0x700);
   assert.equal(UBLK_IO_OP.WRITE_ZEROES, 5);
 });
 
