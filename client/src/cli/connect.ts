@@ -32,6 +32,7 @@ export interface ConnectOptions {
   supervise: boolean;
   readOnly?: boolean;
   steal?: boolean;
+  failfastTimeout: number;
   minInSync: number;
   onNoQuorum: 'wait' | 'error';
   replicaTimeout: number;
@@ -76,6 +77,7 @@ export function connectCommand(): Command {
     .option('--max-io <size>', 'ublk: largest request (a multiple of 4K)', sizeArg, 1 << 20)
     .addOption(new Option('--block-size <bytes>', 'ublk: logical block size, 512 or 4096').default(512).argParser(blockSizeArg))
     .option('--no-supervise', 'ublk: no supervisor; recover a killed daemon with `wsblk recover`')
+    .option('--failfast-timeout <seconds>', 'ublk: fail a request the kernel marks failfast (md raid members, readahead) with EIO after this long without an answer (0: wait like any other)', secondsArg, 5)
     .option('--min-in-sync <n>', 'replica set: writes need this many in-sync replicas', intArg(1, 32), 1)
     .addOption(new Option('--on-no-quorum <mode>', 'replica set: with fewer in-sync replicas, writes wait, or fail with EIO').choices(['wait', 'error']).default('wait'))
     .option('--replica-timeout <seconds>', 'replica set: eject a replica that leaves a request unanswered this long (the last in-sync one is never ejected)', secondsArg, 8)
@@ -149,7 +151,7 @@ function childArgs(url: string, o: ConnectOptions, id: string): string[] {
     '--max-io', String(o.maxIo), '--block-size', String(o.blockSize),
     ...(o.nbd ? ['--nbd', o.nbd] : []), ...(o.tokenFile ? ['--token-file', o.tokenFile] : []),
     ...(o.supervise ? [] : ['--no-supervise']), ...(o.readOnly ? ['--read-only'] : []), ...(o.steal ? ['--steal'] : []),
-    '--min-in-sync', String(o.minInSync), '--on-no-quorum', o.onNoQuorum, '--replica-timeout', String(o.replicaTimeout),
+    '--failfast-timeout', String(o.failfastTimeout), '--min-in-sync', String(o.minInSync), '--on-no-quorum', o.onNoQuorum, '--replica-timeout', String(o.replicaTimeout),
     '--resync-rate', String(o.resyncRate), ...(o.forceInSync ? ['--force-in-sync', o.forceInSync] : [])];
 }
 
@@ -182,10 +184,10 @@ export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd'
   };
   const frontend: FrontendFactory = kind === 'nbd'
     ? nbdFrontend(o.nbd!)
-    : ublkFrontend({ id: Number(id.slice(4)), queues: o.queues, depth: o.depth, maxIoBytes: o.maxIo, blockSize: o.blockSize });
+    : ublkFrontend({ id: Number(id.slice(4)), queues: o.queues, depth: o.depth, maxIoBytes: o.maxIo, blockSize: o.blockSize, failfastMs: o.failfastTimeout * 1000 });
   return {
     id, kind, target, frontend, ...(o.steal ? { steal: true } : {}),
-    recorded: { queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize, supervise: o.supervise, nbd: o.nbd },
+    recorded: { queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize, supervise: o.supervise, nbd: o.nbd, failfastMs: o.failfastTimeout * 1000 },
     extraState: {
       ...(kind === 'nbd' ? { socket: o.nbd } : { devId: Number(id.slice(4)) }),
       ...(o.supervised ? { supervisorPid: process.ppid } : {}),

@@ -74,7 +74,10 @@ async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void>
     target: state.target!,
     // The kernel holds the I/O while we wait: wait for the server as long as it takes.
     connectTimeoutMs: 0,
-    frontend: ublkFrontend({ id: devId, queues: 0, depth: 0, maxIoBytes: 0, blockSize: 512 }, true),
+    frontend: ublkFrontend({
+      id: devId, queues: 0, depth: 0, maxIoBytes: 0, blockSize: 512,
+      ...(typeof state.options.failfastMs === 'number' ? { failfastMs: state.options.failfastMs } : {}),
+    }, true),
     recorded: state.options,
     extraState: { devId, ...(o.supervised ? { supervisorPid: process.ppid } : {}) },
   }, o);

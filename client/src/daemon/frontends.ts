@@ -24,7 +24,7 @@ export function nbdFrontend(socketPath: string): FrontendFactory {
 /** The ublk frontend: a new /dev/ublkbN (or, with recoverId, a device taken over after a crash). */
 export function ublkFrontend(o: UblkDeviceOptions, recover = false): FrontendFactory {
   return async (target) => {
-    const fe = recover ? await UblkFrontend.recover(target, o.id) : await UblkFrontend.create(target, o);
+    const fe = recover ? await UblkFrontend.recover(target, o.id, o.failfastMs) : await UblkFrontend.create(target, o);
     return {
       kind: 'ublk',
       device: fe.device,

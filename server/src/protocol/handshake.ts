@@ -93,11 +93,16 @@ function admitSession(
   };
   const holder = writer ? sessions.writerOf(exp.name) : undefined;
   if (!holder) return start();
-  if (!hello.steal) {
+  // The holder made with this hello's secret is this client's own earlier session, one whose
+  // welcome it never got (a reconnect that timed out after the server had admitted it): the
+  // client cannot resume it by id, and must not be locked out by it. It is replaced, as a steal.
+  const own = holder.madeWith(hello.secret);
+  if (!hello.steal && !own) {
     throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(holder, sessions.graceMs)}; --steal takes over`);
   }
   const who = `${hello.clientId}${hello.host ? ` on ${hello.host}` : ''}`;
-  log.warn(`${peer}: ${who} steals '${exp.name}' from ${holderOf(holder, sessions.graceMs)}`);
+  if (own) log.warn(`${peer}: ${who} replaces its own earlier session ${holder.id.slice(0, 8)} of '${exp.name}' (its welcome was lost)`);
+  else log.warn(`${peer}: ${who} steals '${exp.name}' from ${holderOf(holder, sessions.graceMs)}`);
   return evict(sessions, holder, `taken over by ${who}`).then(() => {
     // Another steal may have won the export while this one waited for the drain.
     const winner = sessions.writerOf(exp.name);

@@ -50,6 +50,11 @@ export class Session {
     this.secretHash = origin.secret === undefined ? undefined : sha256(origin.secret);
   }
 
+  /** The session was made with this very secret (not merely "has none"): the same client's. */
+  madeWith(secret: string | undefined): boolean {
+    return this.secretHash !== undefined && secret !== undefined && timingSafeEqual(sha256(secret), this.secretHash);
+  }
+
   /** Whether a resume that presents `secret` may take this session. */
   secretMatches(secret: string | undefined): boolean {
     if (this.secretHash === undefined) return true;

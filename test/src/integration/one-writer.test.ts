@@ -121,3 +121,22 @@ test('a resume with a wrong or missing secret is refused with 4006 and the owner
     owner.terminate();
   }
 });
+
+test('a client whose welcome was lost is not locked out by its own session: a hello with the same secret replaces it', async (t) => {
+  const s = await serve(t, ['--export', 'disk0=memory:4M']);
+  const secret = 'c'.repeat(64);
+  const first = await RawClient.connect(s.url('disk0'));
+  await first.hello({ clientId: 'me', host: 'h', secret });
+  first.terminate(); // as if the welcome never reached the client: it cannot resume by id
+  const again = await RawClient.connect(s.url('disk0'));
+  const w = await again.hello({ clientId: 'me', host: 'h', secret });
+  assert.equal(w.resumed, false);
+  const r = await again.roundTrip([write(1, 7), read(2)]);
+  assert.equal(r.get(1)!.status, 0);
+  assert.ok(r.get(2)!.data!.equals(pattern(512, 7)));
+  // Another client's secret is still refused while this one writes.
+  const other = await RawClient.connect(s.url('disk0'));
+  other.sendHello({ clientId: 'other', host: 'h2', secret: 'd'.repeat(64) });
+  assert.equal((await other.closedWithin()).code, CloseCode.WriterBusy);
+  again.terminate();
+});
