@@ -14,4 +14,3 @@ export { AdminServer, AdminError, isLoopback, type AdminOptions, type AdminHandl
 export { addFaultRoutes } from './admin/fault-routes.js';
 export { faultFilter } from './faults/storage-filter.js';
 export { addMetricsRoutes } from './admin/metrics-routes.js';
-export { LatencyHistogram, HistogramFamily, LATENCY_BUCKETS, type SeriesValue } from './metrics/latency-histogram.js';

@@ -9,6 +9,7 @@ import { listCommand } from './list.js';
 import { recoverCommand } from './recover.js';
 import { replicaCommand } from './replica.js';
 import { serveCommand } from './serve.js';
+import { statsCommand } from './stats.js';
 
 // A reader that went away (`wsblk --help | head -1`, `wsblk list | true`) is not our error:
 // what is left of the output is dropped. A foreground daemon whose stdout reader is gone keeps
@@ -26,7 +27,7 @@ const program = new Command('wsblk')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), faultCommand()]) {
+for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), statsCommand(), faultCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 

@@ -1,24 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { logger } from '@wsblk/shared';
 import type { ExportSpec } from '@wsblk/server';
 import { CliError, EXIT } from './errors.js';
 import { LOG_HELP, withLogOptions } from './log-options.js';
-import { hostPortArg, sizeArg, secondsArg } from './options.js';
+import { hostPortArg, listenArg, sizeArg, secondsArg } from './options.js';
 
 const log = logger('serve');
-
-/** `--admin-listen HOST:PORT`, `:PORT` or `PORT`: loopback unless a host is named. */
-function adminListenArg(value: string): { host: string; port: number } {
-  if (/^:?\d+$/.test(value.trim())) {
-    const port = Number(value.trim().replace(':', ''));
-    if (port > 65535) throw new InvalidArgumentError(`'${value}' is not HOST:PORT`);
-    return { host: '127.0.0.1', port };
-  }
-  if (!/:\d+$/.test(value)) throw new InvalidArgumentError(`'${value}' needs a port: HOST:PORT`);
-  return hostPortArg(value);
-}
 
 /** The faults of `--faults FILE`: a JSON or YAML list, or an object with a `faults` list. */
 function faultsOfFile(file: string): unknown[] {
@@ -77,7 +66,7 @@ export function serveCommand(): Command {
     .option('--hello-timeout <seconds>', 'close a connection that sends no hello this long after connecting', secondsArg, 5)
     .option('--keepalive <seconds>', 'ping every connection this often, close one silent for two intervals (0: off)', secondsArg, 10)
     .option('--frame-timeout <seconds>', 'close a connection stalled in the middle of a frame this long (0: never)', secondsArg, 30)
-    .option('--admin-listen <host:port>', 'serve the admin API (faults, /metrics) on this address: PORT or HOST:PORT, loopback unless a host is named', adminListenArg)
+    .option('--admin-listen <host:port>', 'serve the admin API (faults, /metrics) on this address: PORT or HOST:PORT, loopback unless a host is named', listenArg)
     .option('--admin-token-file <file>', 'the admin API\'s bearer token (first line of the file); required off loopback')
     .option('--faults <file>', 'faults to set before serving (JSON or YAML list; see `wsblk fault --help`)')
     .addHelpText('after', FAULTS_HELP + '\n' + METRICS_HELP + '\n' + LOG_HELP)

@@ -1,7 +1,7 @@
 // One export's figures, counted on the request path in plain numbers and typed arrays (no
 // allocation per request); server-metrics.ts reads them when /metrics is scraped.
 import { OP_COUNT } from '@wsblk/shared';
-import { LatencyHistogram } from './latency-histogram.js';
+import { LatencyHistogram } from '@wsblk/shared';
 
 export class ExportStats {
   /** Requests answered, by op (Op value). */

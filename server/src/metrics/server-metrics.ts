@@ -5,7 +5,7 @@ import { OP_NAMES, errnoName } from '@wsblk/shared';
 import type { FaultTable } from '../faults/fault-table.js';
 import type { SessionTable } from '../session/session-table.js';
 import type { ExportStats } from './export-stats.js';
-import { HistogramFamily, type LatencyHistogram } from './latency-histogram.js';
+import { HistogramFamily, type LatencyHistogram } from '@wsblk/shared';
 
 export interface MetricSources {
   exports: () => Iterable<[string, ExportStats]>;

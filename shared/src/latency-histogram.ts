@@ -1,6 +1,7 @@
 // A latency histogram cheap enough for every request: observe() is a bucket search and two
 // additions into preallocated arrays (prom-client's own observe builds a label key each time).
-// prom-client still writes the exposition text: the histogram is handed over as a metric object.
+// prom-client (server, daemon) still writes the exposition text: HistogramFamily hands it over
+// as a metric object. No import of prom-client here: shared/ stays free of it.
 
 /** One series as prom-client's Registry reads it from a metric's get(). */
 export interface SeriesValue {
