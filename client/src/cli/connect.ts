@@ -13,7 +13,6 @@ import { nbdFrontend, ublkFrontend } from '../daemon/frontends.js';
 import { printProgress, relayReady, spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
 import { claimId, logPath, removeDeviceFiles, runDir, type DeviceState } from '../daemon/rundir.js';
 import { CliError, EXIT } from './errors.js';
-import { LOG_HELP, withLogOptions } from './log-options.js';
 import { blockSizeArg, intArg, listenArg, secondsArg, sizeArg } from './options.js';
 
 const log = logger('connect');
@@ -46,7 +45,7 @@ export interface ConnectOptions {
 }
 
 export function connectCommand(): Command {
-  return withLogOptions(new Command('connect'))
+  return new Command('connect')
     .summary('attach a remote export as a local device')
     .description('Attach a remote export as a local device and print it on stdout once it is ready: '
       + 'a ublk block device (/dev/ublkbN; needs root and ublk_drv), or with --nbd an NBD URI '
@@ -84,8 +83,6 @@ export function connectCommand(): Command {
     .option('--resync-rate <size>', 'replica set: copy at most this much per second while resyncing (0: no limit)', sizeArg, 100 << 20)
     .option('--force-in-sync <url>', 'replica set: trust this replica when the records cannot tell which are in sync (writes the others had and it missed are lost)')
     .option('--metrics-listen <host:port>', 'serve the device\'s metrics as Prometheus text at http://HOST:PORT/metrics (also `wsblk stats`)', listenArg)
-    .addHelpText('after', `${LOG_HELP}
-A background daemon logs to its log file in the run directory; --foreground logs to stderr.`)
     .addOption(new Option('--id <id>').hideHelp())
     .addOption(new Option('--ready-ipc').hideHelp())
     .addOption(new Option('--supervised').hideHelp())

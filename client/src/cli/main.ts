@@ -6,6 +6,7 @@ import { disconnectCommand } from './disconnect.js';
 import { faultCommand } from './fault.js';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
 import { listCommand } from './list.js';
+import { withLogOptions } from './log-options.js';
 import { recoverCommand } from './recover.js';
 import { replicaCommand } from './replica.js';
 import { serveCommand } from './serve.js';
@@ -27,7 +28,9 @@ const program = new Command('wsblk')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), statsCommand(), faultCommand()]) {
+// The long-lived commands take --log-level/--log-format (listed after their own options).
+const DAEMON_LOG = '\nA background daemon logs to <id>.log in the run directory; --foreground logs to stderr.';
+for (const cmd of [withLogOptions(serveCommand()), withLogOptions(connectCommand(), DAEMON_LOG), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), statsCommand(), faultCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 

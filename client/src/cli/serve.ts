@@ -4,7 +4,6 @@ import { parse as parseYaml } from 'yaml';
 import { logger } from '@wsblk/shared';
 import type { ExportSpec } from '@wsblk/server';
 import { CliError, EXIT } from './errors.js';
-import { LOG_HELP, withLogOptions } from './log-options.js';
 import { hostPortArg, listenArg, sizeArg, secondsArg } from './options.js';
 
 const log = logger('serve');
@@ -35,7 +34,7 @@ requests and bytes by operation, latency histograms, errors by errno, sessions, 
 fenced sessions, writes refused as stale (ESTALE) and replays answered from the session window.`;
 
 export function serveCommand(): Command {
-  return withLogOptions(new Command('serve'))
+  return new Command('serve')
     .summary('run a storage server')
     .description('Run a storage server that exports files or RAM disks over WebSocket.\n\n'
       + 'Clients connect to ws://HOST:PORT/NAME. Tokens: $WSBLK_TOKEN is valid for every export '
@@ -69,7 +68,7 @@ export function serveCommand(): Command {
     .option('--admin-listen <host:port>', 'serve the admin API (faults, /metrics) on this address: PORT or HOST:PORT, loopback unless a host is named', listenArg)
     .option('--admin-token-file <file>', 'the admin API\'s bearer token (first line of the file); required off loopback')
     .option('--faults <file>', 'faults to set before serving (JSON or YAML list; see `wsblk fault --help`)')
-    .addHelpText('after', FAULTS_HELP + '\n' + METRICS_HELP + '\n' + LOG_HELP)
+    .addHelpText('after', FAULTS_HELP + '\n' + METRICS_HELP)
     .addOption(new Option('--allow-origin <origin>', 'let browser pages of this origin connect, e.g. https://app.example (repeatable; * = any)')
       .argParser((v: string, prev: string[] = []) => [...prev, v]))
     .action(async (o: {
