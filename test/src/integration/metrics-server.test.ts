@@ -7,6 +7,7 @@ import { Errno, Op } from '@wsblk/shared';
 import { faultClient, serveWithFaults } from '../support/fault-admin.js';
 import { promtoolCheck, series } from '../support/promtool.js';
 import { io, pattern } from '../support/server.js';
+import { RawClient } from '../support/raw-client.js';
 
 test('GET /metrics: promtool accepts it and it counts the I/O done', async (t) => {
   const s = await serveWithFaults(t, ['--export', 'disk0=memory:1M', '--export', 'idle=memory:64K']);
@@ -44,4 +45,25 @@ test('GET /metrics: promtool accepts it and it counts the I/O done', async (t) =
   await s.clear();
   const after = await (await fetch(`${s.admin}/metrics`)).text();
   assert.equal(series(after, 'wsblk_server_faults_active', { ...d, kind: 'bad-range' }), undefined, 'a cleared fault is gone');
+});
+
+test('GET /metrics counts a fenced connection and a replay answered from the session window', async (t) => {
+  const s = await serveWithFaults(t, ['--export', 'disk0=memory:1M']);
+  const a = await RawClient.connect(s.url('disk0'));
+  const b = await RawClient.connect(s.url('disk0'));
+  t.after(() => { a.terminate(); b.terminate(); });
+  const wa = await a.hello({ clientId: 'A' });
+  const write = { seq: 1, op: Op.Write, flags: 0, offset: 0, length: 4096, payload: pattern(4096, 1) };
+  assert.equal((await a.roundTrip([write])).get(1)!.status, 0);
+  // B resumes A's session while A is still connected (A is fenced), and replays A's write.
+  await b.hello({ clientId: 'A', resume: wa.sessionId });
+  assert.equal((await b.roundTrip([write])).get(1)!.status, 0);
+  const text = await (await fetch(`${s.admin}/metrics`)).text();
+  await promtoolCheck(t, text);
+  const d = { export: 'disk0' };
+  assert.equal(series(text, 'wsblk_server_sessions_fenced_total', d), 1);
+  assert.equal(series(text, 'wsblk_server_replay_hits_total', d), 1);
+  assert.equal(series(text, 'wsblk_server_requests_total', { ...d, op: 'write' }), 2, 'the replay is answered, and counted');
+  assert.equal(series(text, 'wsblk_server_sessions', { ...d, state: 'connected' }), 1);
+  assert.ok(series(text, 'wsblk_server_fence_wait_seconds_total', d)! >= 0);
 });
