@@ -188,7 +188,7 @@ export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd'
     : ublkFrontend({ id: Number(id.slice(4)), queues: o.queues, depth: o.depth, maxIoBytes: o.maxIo, blockSize: o.blockSize });
   return {
     id, kind, target, frontend, ...(o.steal ? { steal: true } : {}), ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
-    recorded: { queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize, supervise: o.supervise, nbd: o.nbd },
+    recorded: { queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize, supervise: o.supervise, nbd: o.nbd, ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}) },
     extraState: {
       ...(kind === 'nbd' ? { socket: o.nbd } : { devId: Number(id.slice(4)) }),
       ...(o.supervised ? { supervisorPid: process.ppid } : {}),

@@ -76,6 +76,8 @@ async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void>
     connectTimeoutMs: 0,
     frontend: ublkFrontend({ id: devId, queues: 0, depth: 0, maxIoBytes: 0, blockSize: 512 }, true),
     recorded: state.options,
+    // A recovered daemon serves its metrics where the first one did.
+    ...(state.options.metricsListen ? { metricsListen: state.options.metricsListen as { host: string; port: number } } : {}),
     extraState: { devId, ...(o.supervised ? { supervisorPid: process.ppid } : {}) },
   }, o);
 }

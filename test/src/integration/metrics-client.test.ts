@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { askControl, controlPath } from '@wsblk/client';
-import { freePort, requireTool, startServer, tempDir, wsblk } from '../support/procs.js';
+import { WSBLK, freePort, requireTool, sleep, startProc, startServer, tempDir, wsblk } from '../support/procs.js';
 import { promtoolCheck, series } from '../support/promtool.js';
 
 const execFileP = promisify(execFile);
@@ -77,4 +77,15 @@ test('connect --metrics-listen: promtool accepts /metrics, the series count the 
   assert.equal(table.code, 0, table.stderr);
   assert.match(table.stdout, /^DEVICE +STATE +R IOPS +W IOPS +R MiB\/s +W MiB\/s +P50 ms +P99 ms +INFLIGHT +RECONNECTS$/m);
   assert.match(table.stdout, /^REPLICA +STATE +RESYNC +OUTSTANDING/m);
+
+  // --watch redraws in place (cursor home, no full clear per frame) until Ctrl-C, then exits 0.
+  const w = startProc(process.execPath, [WSBLK, 'stats', id, '--watch'], env);
+  t.after(() => { w.child.kill('SIGKILL'); });
+  for (let i = 0; i < 100 && (w.output().match(/DEVICE +STATE/g) ?? []).length < 2; i++) await sleep(50);
+  w.child.kill('SIGINT');
+  assert.equal(await w.exited, 0, w.output());
+  const frames = w.output().split('\x1b[H').slice(1);
+  assert.ok(frames.length >= 2, `${frames.length} frames`);
+  assert.equal(w.output().split('\x1b[2J').length, 2, 'the screen is cleared once, at the start');
+  assert.match(frames[0]!, new RegExp(`^wsblk stats ${id} `));
 });
