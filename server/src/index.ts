@@ -13,3 +13,4 @@ export { parseFault, describeFault, FaultSpecError, STORAGE_KINDS, TRANSPORT_KIN
 export { AdminServer, AdminError, isLoopback, type AdminOptions, type AdminHandler, type AdminRequest, type AdminReply } from './admin/admin-server.js';
 export { addFaultRoutes } from './admin/fault-routes.js';
 export { faultFilter } from './faults/storage-filter.js';
+export { addMetricsRoutes } from './admin/metrics-routes.js';

@@ -14,6 +14,9 @@ import type { ExportHandle } from './protocol/handshake.js';
 import { ReplyBudget } from './protocol/reply-budget.js';
 import { originProblem } from './origin.js';
 import { SessionTable } from './session/session-table.js';
+import { ExportStats } from './metrics/export-stats.js';
+import { serverRegistry } from './metrics/server-metrics.js';
+import type { Registry } from 'prom-client';
 
 const log = logger('server');
 
@@ -62,6 +65,8 @@ export class StorageServer {
   private closing = false;
   /** The faults set at run time (admin API, `serve --faults`): every export's backend is wrapped by them. */
   readonly faults = new FaultTable();
+  /** The Prometheus registry of this server (GET /metrics on the admin listener). */
+  readonly metrics: Registry;
 
   constructor(private readonly opts: StorageServerOptions = {}) {
     this.auth = opts.auth ?? new TokenAuth();
@@ -73,6 +78,10 @@ export class StorageServer {
       keepaliveMs: opts.keepaliveMs ?? 10_000,
       faults: this.faults.transport,
     };
+    this.metrics = serverRegistry({
+      exports: () => [...this.exports.values()].map((e) => [e.name, e.stats] as [string, ExportStats]),
+      sessions: this.sessions, faults: this.faults,
+    });
     this.faults.clientOf = (session, exportName) => this.sessions.find(session, exportName)?.clientId;
     this.allowOrigins = (opts.allowOrigins ?? []).map((o) => o.toLowerCase().replace(/\/+$/, ''));
     this.maxPayload = opts.maxPayload ?? LIMITS.maxPayloadDefault;
@@ -94,7 +103,7 @@ export class StorageServer {
     const membership = new ExportMembership(backend);
     // Known before the first replica-set client is welcomed (admit waits for it too).
     membership.load().catch((e: Error) => log.warn(`export '${name}': cannot read its membership record: ${e.message}`));
-    this.exports.set(name, { name, backend, maxPayload: this.maxPayload, membership });
+    this.exports.set(name, { name, backend, maxPayload: this.maxPayload, membership, stats: new ExportStats() });
   }
 
   get exportNames(): string[] {

@@ -17,3 +17,4 @@ export * from './pool.js';
 export * from './microtask.js';
 export * from './set-record.js';
 export * from './atomic-write.js';
+export * from './latency-histogram.js';

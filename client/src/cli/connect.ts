@@ -13,7 +13,7 @@ import { nbdFrontend, ublkFrontend } from '../daemon/frontends.js';
 import { printProgress, relayReady, spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
 import { claimId, logPath, removeDeviceFiles, runDir, type DeviceState } from '../daemon/rundir.js';
 import { CliError, EXIT } from './errors.js';
-import { blockSizeArg, intArg, secondsArg, sizeArg } from './options.js';
+import { blockSizeArg, intArg, listenArg, secondsArg, sizeArg } from './options.js';
 
 const log = logger('connect');
 
@@ -38,6 +38,7 @@ export interface ConnectOptions {
   replicaTimeout: number;
   resyncRate: number;
   forceInSync?: string;
+  metricsListen?: { host: string; port: number };
   /** Hidden: set by the parent of a background daemon or by the supervisor. */
   id?: string;
   readyIpc?: boolean;
@@ -83,6 +84,7 @@ export function connectCommand(): Command {
     .option('--replica-timeout <seconds>', 'replica set: eject a replica that leaves a request unanswered this long (the last in-sync one is never ejected)', secondsArg, 8)
     .option('--resync-rate <size>', 'replica set: copy at most this much per second while resyncing (0: no limit)', sizeArg, 100 << 20)
     .option('--force-in-sync <url>', 'replica set: trust this replica when the records cannot tell which are in sync (writes the others had and it missed are lost)')
+    .option('--metrics-listen <host:port>', 'serve the device\'s metrics as Prometheus text at http://HOST:PORT/metrics (also `wsblk stats`)', listenArg)
     .addOption(new Option('--id <id>').hideHelp())
     .addOption(new Option('--ready-ipc').hideHelp())
     .addOption(new Option('--supervised').hideHelp())
@@ -152,7 +154,8 @@ function childArgs(url: string, o: ConnectOptions, id: string): string[] {
     ...(o.nbd ? ['--nbd', o.nbd] : []), ...(o.tokenFile ? ['--token-file', o.tokenFile] : []),
     ...(o.supervise ? [] : ['--no-supervise']), ...(o.readOnly ? ['--read-only'] : []), ...(o.steal ? ['--steal'] : []),
     '--failfast-timeout', String(o.failfastTimeout), '--min-in-sync', String(o.minInSync), '--on-no-quorum', o.onNoQuorum, '--replica-timeout', String(o.replicaTimeout),
-    '--resync-rate', String(o.resyncRate), ...(o.forceInSync ? ['--force-in-sync', o.forceInSync] : [])];
+    '--resync-rate', String(o.resyncRate), ...(o.forceInSync ? ['--force-in-sync', o.forceInSync] : []),
+    ...(o.metricsListen ? ['--metrics-listen', `${o.metricsListen.host.includes(':') ? `[${o.metricsListen.host}]` : o.metricsListen.host}:${o.metricsListen.port}`] : [])];
 }
 
 /** Claims a device id: nbdN, or ublkN where /dev/ublkcN is free too (N becomes the kernel id). */
@@ -186,8 +189,11 @@ export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd'
     ? nbdFrontend(o.nbd!)
     : ublkFrontend({ id: Number(id.slice(4)), queues: o.queues, depth: o.depth, maxIoBytes: o.maxIo, blockSize: o.blockSize, failfastMs: o.failfastTimeout * 1000 });
   return {
-    id, kind, target, frontend, ...(o.steal ? { steal: true } : {}),
-    recorded: { queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize, supervise: o.supervise, nbd: o.nbd, failfastMs: o.failfastTimeout * 1000 },
+    id, kind, target, frontend, ...(o.steal ? { steal: true } : {}), ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
+    recorded: {
+      queues: o.queues, depth: o.depth, maxIo: o.maxIo, blockSize: o.blockSize, supervise: o.supervise, nbd: o.nbd,
+      failfastMs: o.failfastTimeout * 1000, ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
+    },
     extraState: {
       ...(kind === 'nbd' ? { socket: o.nbd } : { devId: Number(id.slice(4)) }),
       ...(o.supervised ? { supervisorPid: process.ppid } : {}),

@@ -6,9 +6,11 @@ import { disconnectCommand } from './disconnect.js';
 import { faultCommand } from './fault.js';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
 import { listCommand } from './list.js';
+import { withLogOptions } from './log-options.js';
 import { recoverCommand } from './recover.js';
 import { replicaCommand } from './replica.js';
 import { serveCommand } from './serve.js';
+import { statsCommand } from './stats.js';
 import { verifyCommand } from './verify.js';
 
 // A reader that went away (`wsblk --help | head -1`, `wsblk list | true`) is not our error:
@@ -27,7 +29,9 @@ const program = new Command('wsblk')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const cmd of [serveCommand(), connectCommand(), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), verifyCommand(), faultCommand()]) {
+// The long-lived commands take --log-level/--log-format (listed after their own options).
+const DAEMON_LOG = '\nA background daemon logs to <id>.log in the run directory; --foreground logs to stderr.';
+for (const cmd of [withLogOptions(serveCommand()), withLogOptions(connectCommand(), DAEMON_LOG), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), statsCommand(), verifyCommand(), faultCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 

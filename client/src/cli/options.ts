@@ -33,6 +33,17 @@ export function hostPortArg(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
+/** A side listener (`--admin-listen`, `--metrics-listen`): HOST:PORT, `:PORT` or `PORT`; loopback unless a host is named. */
+export function listenArg(value: string): { host: string; port: number } {
+  if (/^:?\d+$/.test(value.trim())) {
+    const port = Number(value.trim().replace(':', ''));
+    if (port > 65535) throw new InvalidArgumentError(`'${value}' is not HOST:PORT`);
+    return { host: '127.0.0.1', port };
+  }
+  if (!/:\d+$/.test(value)) throw new InvalidArgumentError(`'${value}' needs a port: HOST:PORT`);
+  return hostPortArg(value);
+}
+
 export function blockSizeArg(value: string): 512 | 4096 {
   if (value.trim() !== '512' && value.trim() !== '4096') throw new InvalidArgumentError(`'${value}' is not 512 or 4096`);
   return Number(value) as 512 | 4096;

@@ -79,6 +79,8 @@ async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void>
       ...(typeof state.options.failfastMs === 'number' ? { failfastMs: state.options.failfastMs } : {}),
     }, true),
     recorded: state.options,
+    // A recovered daemon serves its metrics where the first one did.
+    ...(state.options.metricsListen ? { metricsListen: state.options.metricsListen as { host: string; port: number } } : {}),
     extraState: { devId, ...(o.supervised ? { supervisorPid: process.ppid } : {}) },
   }, o);
 }

@@ -1,23 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { logger } from '@wsblk/shared';
 import type { ExportSpec } from '@wsblk/server';
 import { CliError, EXIT } from './errors.js';
-import { hostPortArg, sizeArg, secondsArg } from './options.js';
+import { hostPortArg, listenArg, sizeArg, secondsArg } from './options.js';
 
 const log = logger('serve');
-
-/** `--admin-listen HOST:PORT`, `:PORT` or `PORT`: loopback unless a host is named. */
-function adminListenArg(value: string): { host: string; port: number } {
-  if (/^:?\d+$/.test(value.trim())) {
-    const port = Number(value.trim().replace(':', ''));
-    if (port > 65535) throw new InvalidArgumentError(`'${value}' is not HOST:PORT`);
-    return { host: '127.0.0.1', port };
-  }
-  if (!/:\d+$/.test(value)) throw new InvalidArgumentError(`'${value}' needs a port: HOST:PORT`);
-  return hostPortArg(value);
-}
 
 /** The faults of `--faults FILE`: a JSON or YAML list, or an object with a `faults` list. */
 function faultsOfFile(file: string): unknown[] {
@@ -39,6 +28,11 @@ listener is on loopback unless a host is named; anywhere else it needs --admin-t
 (every request then carries Authorization: Bearer TOKEN; on loopback the token is optional).
 Every change of faults is logged (info), with who asked.`;
 
+const METRICS_HELP = `
+Metrics: with --admin-listen, GET /metrics answers Prometheus text (same token rules): per export,
+requests and bytes by operation, latency histograms, errors by errno, sessions, faults set,
+fenced sessions, writes refused as stale (ESTALE) and replays answered from the session window.`;
+
 export function serveCommand(): Command {
   return new Command('serve')
     .summary('run a storage server')
@@ -46,7 +40,8 @@ export function serveCommand(): Command {
       + 'Clients connect to ws://HOST:PORT/NAME. Tokens: $WSBLK_TOKEN is valid for every export '
       + '(read-write); --token-file lists `TOKEN [EXPORT,...|*] [ro|rw]` per line. With no token at '
       + 'all, anyone who can reach the port may connect. SIGTERM, SIGINT and SIGHUP all drain: in-flight '
-      + 'requests finish, data is flushed, then the server exits (SIGHUP does not reopen logs: they go to stderr).\n\n'
+      + 'requests finish, data is flushed, then the server exits (SIGHUP does not reopen logs: they go to '
+      + 'stderr, so rotation belongs to whatever collects stderr, e.g. journald).\n\n'
       + 'One writer per export: a client that attaches read-write while another session writes is refused, '
       + 'with the holder named, unless it asks to --steal (the old writer is fenced first). Read-only '
       + 'attaches coexist with the writer. A writer that disconnects cleanly frees the export at once; one '
@@ -70,10 +65,10 @@ export function serveCommand(): Command {
     .option('--hello-timeout <seconds>', 'close a connection that sends no hello this long after connecting', secondsArg, 5)
     .option('--keepalive <seconds>', 'ping every connection this often, close one silent for two intervals (0: off)', secondsArg, 10)
     .option('--frame-timeout <seconds>', 'close a connection stalled in the middle of a frame this long (0: never)', secondsArg, 30)
-    .option('--admin-listen <host:port>', 'serve the admin API (faults) on this address: PORT or HOST:PORT, loopback unless a host is named', adminListenArg)
+    .option('--admin-listen <host:port>', 'serve the admin API (faults, /metrics) on this address: PORT or HOST:PORT, loopback unless a host is named', listenArg)
     .option('--admin-token-file <file>', 'the admin API\'s bearer token (first line of the file); required off loopback')
     .option('--faults <file>', 'faults to set before serving (JSON or YAML list; see `wsblk fault --help`)')
-    .addHelpText('after', FAULTS_HELP)
+    .addHelpText('after', FAULTS_HELP + '\n' + METRICS_HELP)
     .addOption(new Option('--allow-origin <origin>', 'let browser pages of this origin connect, e.g. https://app.example (repeatable; * = any)')
       .argParser((v: string, prev: string[] = []) => [...prev, v]))
     .action(async (o: {
@@ -95,7 +90,7 @@ export function serveCommand(): Command {
       }
       if (o.adminTokenFile && !o.adminListen) throw new CliError('--admin-token-file goes with --admin-listen', EXIT.USAGE);
       // The server is loaded only here: a `wsblk connect` daemon does not map it.
-      const { StorageServer, TokenAuth, openBackend, parseExportSpec, AdminServer, addFaultRoutes, isLoopback } = await import('@wsblk/server');
+      const { StorageServer, TokenAuth, openBackend, parseExportSpec, AdminServer, addFaultRoutes, addMetricsRoutes, isLoopback } = await import('@wsblk/server');
       let adminToken: string | undefined;
       if (o.adminTokenFile) {
         adminToken = readFileSync(o.adminTokenFile, 'utf8').split('\n').map((l) => l.trim()).find((l) => l !== '');
@@ -142,10 +137,12 @@ export function serveCommand(): Command {
           });
         }
       }
-      const admin = o.adminListen ? addFaultRoutes(new AdminServer({ ...o.adminListen, token: adminToken }), server.faults) : undefined;
+      const admin = o.adminListen
+        ? addMetricsRoutes(addFaultRoutes(new AdminServer({ ...o.adminListen, token: adminToken }), server.faults), server.metrics)
+        : undefined;
       if (admin) {
         const at = await admin.listen().catch((e: Error) => { throw new CliError(e.message); });
-        log.info(`admin listening on http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}/ (faults${adminToken ? ', token required' : ''})`);
+        log.info(`admin listening on http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}/ (faults, metrics${adminToken ? ', token required' : ''})`);
       }
       const addr = await server.listen().catch((e: Error) => { throw new CliError(e.message); });
       if (auth.open && !['127.0.0.1', '::1', 'localhost'].includes(o.listen.host)) {

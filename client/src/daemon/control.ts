@@ -1,9 +1,10 @@
 // The daemon's control socket: one JSON request per line, one JSON answer per line.
-// `wsblk list` asks {"cmd":"status"}; `wsblk disconnect` asks {"cmd":"disconnect"}.
+// `wsblk list` and `wsblk stats` ask {"cmd":"status"}; `wsblk disconnect` asks {"cmd":"disconnect"};
+// {"cmd":"metrics"} answers {"metrics": PROMETHEUS_TEXT}.
 import { createConnection, createServer, type Server } from 'node:net';
 import { rmSync } from 'node:fs';
 
-export type ControlRequest = { cmd: 'status' } | { cmd: 'disconnect' } | { cmd: 'replica-add' | 'replica-remove'; url: string };
+export type ControlRequest = { cmd: 'status' } | { cmd: 'metrics' } | { cmd: 'disconnect' } | { cmd: 'replica-add' | 'replica-remove'; url: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
 export function serveControl(path: string, handler: ControlHandler): Promise<Server> {

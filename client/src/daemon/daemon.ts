@@ -6,6 +6,8 @@ import { serveControl, type ControlRequest } from './control.js';
 import { openTarget, type DeviceTarget, type ReplicaControl } from './device-target.js';
 import type { Frontend, FrontendFactory } from './frontend.js';
 import { tuneDaemonMemory } from './memory.js';
+import { DaemonMetrics, serveMetrics } from './metrics.js';
+import type { Server } from 'node:http';
 import { controlPath, removeDeviceFiles, runDir, writeState, type DeviceState } from './rundir.js';
 
 const log = logger('daemon');
@@ -30,6 +32,8 @@ export interface DaemonOptions {
   /** The frontend's and the CLI's options, recorded in the state file (for recover). */
   recorded: Record<string, unknown>;
   extraState?: Partial<DeviceState>;
+  /** Serve the metrics over HTTP GET /metrics here too (connect --metrics-listen). */
+  metricsListen?: { host: string; port: number };
 }
 
 /**
@@ -45,9 +49,13 @@ export class Daemon {
   /** Resolves when the daemon has stopped; the value is the exit code. */
   readonly done: Promise<number>;
   private finish!: (code: number) => void;
+  /** This daemon's Prometheus registry and the meters behind it. */
+  readonly metrics: DaemonMetrics;
+  private metricsHttp: Server | undefined;
 
   constructor(private readonly opts: DaemonOptions) {
     this.done = new Promise((r) => (this.finish = r));
+    this.metrics = new DaemonMetrics(opts.id);
   }
 
   get device(): string {
@@ -61,11 +69,14 @@ export class Daemon {
       // Both frontends are done with READ data when their callback returns, or retain it (NBD).
       const { steal, connectTimeoutMs, onWait } = this.opts;
       this.disk = await openTarget(this.opts.target, {
-        dir: this.dir, id,
+        dir: this.dir, id, metrics: this.metrics,
         ...(steal ? { steal } : {}), ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}), ...(onWait ? { onWait } : {}),
       });
+      const at = this.opts.metricsListen;
+      if (at) this.metricsHttp = await serveMetrics(this.metrics, at.host, at.port);
       this.frontend = await this.opts.frontend(this.disk);
     } catch (e) {
+      this.metricsHttp?.close();
       if (this.disk) await this.disk.close(0);
       removeDeviceFiles(this.dir, id);
       throw e;
@@ -107,6 +118,8 @@ export class Daemon {
     switch (req.cmd) {
       case 'status':
         return this.status();
+      case 'metrics':
+        return { metrics: await this.metrics.text() };
       case 'disconnect':
         await this.stop(0);
         return { ok: true, id: this.state.id, device: this.state.device };
@@ -159,6 +172,7 @@ export class Daemon {
         log.error(`disconnect: ${(e as Error).message}`);
         code ||= 1;
       }
+      this.metricsHttp?.close();
       removeDeviceFiles(this.dir, this.state.id);
       // Dirty maps of replicas that were out: a later attach compares them instead.
       for (const f of readdirSync(this.dir)) if (f.startsWith(`${this.state.id}.`) && f.endsWith('.dirty')) rmSync(join(this.dir, f), { force: true });

@@ -4,9 +4,10 @@ import { logger } from '@wsblk/shared';
 import { AttachRefused } from '../replica/membership.js';
 import { RemoteLink } from '../replica/remote-link.js';
 import { ReplicaSet } from '../replica/replica-set.js';
-import type { BlockTarget } from '../target.js';
+import type { BlockTarget, IoCallback, IoRequest } from '../target.js';
 import { transportOptions, type SetSpec, type TargetSpec } from '../target-spec.js';
 import { ConnectError, RemoteDisk, type RemoteDiskOptions } from '../transport/remote-disk.js';
+import { meterReplica, unmeterReplica, type DaemonMetrics } from './metrics.js';
 
 const log = logger('daemon');
 
@@ -34,15 +35,20 @@ export interface OpenOptions {
   /** Where dirty maps of this device's replicas live. */
   dir: string;
   id: string;
+  /** Counts the device's requests and each replica's. */
+  metrics: DaemonMetrics;
 }
 
 /** One server: the RemoteDisk itself. */
 async function single(spec: TargetSpec, o: OpenOptions): Promise<DeviceTarget> {
   const disk = await RemoteDisk.connect(diskOptions(spec, undefined, o));
   spec.sessionId = disk.stats.sessionId;
+  const m = o.metrics;
+  m.transport = () => disk.stats;
+  const send = (req: IoRequest, cb: IoCallback) => disk.submit(req, cb);
   return {
     get info() { return disk.info; },
-    submit: (req, cb) => disk.submit(req, cb),
+    submit: (req, cb) => m.io.submit(send, req, cb),
     get connected() { return disk.connected; },
     get inflight() { return disk.stats.inflight; },
     where: disk.url,
@@ -52,6 +58,7 @@ async function single(spec: TargetSpec, o: OpenOptions): Promise<DeviceTarget> {
         state: t.connected ? 'connected' : 'reconnecting', inflight: t.inflight, reconnects: t.reconnects,
         replayed: t.replayed, timedOut: t.timedOut, requestsSent: t.requestsSent, messagesSent: t.messagesSent,
         repliesReceived: t.repliesReceived, messagesReceived: t.messagesReceived, sessionId: t.sessionId, epoch: t.epoch,
+        io: m.io.snapshot(),
       };
     },
     close: (ms) => disk.close(ms),
@@ -86,6 +93,8 @@ export function mapPath(dir: string, id: string, url: string): string {
 async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promise<DeviceTarget> {
   const disks = await connectReplicas(spec, set, o);
   disks.forEach((d, i) => { if (d.connected) set.replicas[i]!.sessionId = d.stats.sessionId; });
+  const m = o.metrics;
+  disks.forEach((d, i) => meterReplica(m, set.replicas[i]!.url, d));
   const links = disks.map((d, i) => new RemoteLink(d, set.replicas[i]!.url));
   let rs: ReplicaSet;
   try {
@@ -117,19 +126,28 @@ async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promi
     });
   };
   disks.forEach(watch);
+  m.replicaStatus = () => rs.status.replicas;
+  m.observeStates();
+  const send = (req: IoRequest, cb: IoCallback) => rs.submit(req, cb);
   rs.on('state', () => {
+    m.observeStates();
     set.known = rs.record;
     for (const f of changed) f();
   });
   return {
     get info() { return rs.info; },
-    submit: (req, cb) => rs.submit(req, cb),
+    submit: (req, cb) => m.io.submit(send, req, cb),
     get connected() { return rs.connected; },
     get inflight() { return rs.inflight; },
     get where() { return set.replicas.map((r) => r.url).join(','); },
     status() {
       const s = rs.status;
-      return { state: s.inSync > 0 ? (rs.connected ? 'connected' : 'reconnecting') : 'no-quorum', inflight: rs.inflight, setId: s.setId, epoch: s.epoch, inSync: s.inSync, replicas: s.replicas };
+      const replicas = s.replicas.map((r) => {
+        const x = m.replicas.find((y) => y.url === r.url);
+        const t = x?.stats();
+        return { ...r, ...(x && t ? { reconnects: t.reconnects, replayed: t.replayed, ejections: m.ejectionsOf(r.url), io: x.io.snapshot() } : {}) };
+      });
+      return { state: s.inSync > 0 ? (rs.connected ? 'connected' : 'reconnecting') : 'no-quorum', inflight: rs.inflight, setId: s.setId, epoch: s.epoch, inSync: s.inSync, replicas, io: m.io.snapshot() };
     },
     close: async () => { await rs.close(); },
     onFenced: (fn) => fenced.push(fn),
@@ -141,11 +159,13 @@ async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promi
         const entry = { url, sessionId: '' };
         const d = await connectReplica(spec, entry, { ...o, steal: false }, set.replicaTimeoutMs);
         set.replicas.push(entry);
+        meterReplica(m, url, d);
         watch(d, set.replicas.length - 1);
         try {
           rs.addReplica(new RemoteLink(d, url));
         } catch (e) {
           set.replicas.pop();
+          unmeterReplica(m, url);
           await d.close(0);
           throw e;
         }
@@ -154,6 +174,7 @@ async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promi
       async removeReplica(url: string): Promise<void> {
         await rs.removeReplica(url);
         set.replicas = set.replicas.filter((r) => r.url !== url);
+        unmeterReplica(m, url);
         for (const f of changed) f();
       },
     },

@@ -1,5 +1,6 @@
 import { CloseCode, PROTOCOL_VERSION, logger, type Hello, type Welcome } from '@wsblk/shared';
 import type { Backend } from '../backend/backend.js';
+import type { ExportStats } from '../metrics/export-stats.js';
 import type { ExportMembership, SetView } from '../session/membership.js';
 import { evict, takeOverFenced } from '../session/fence.js';
 import type { Session, SessionOwner } from '../session/session.js';
@@ -12,6 +13,8 @@ export interface ExportHandle {
   backend: Backend;
   maxPayload: number;
   membership: ExportMembership;
+  /** What its requests did, for /metrics. */
+  stats: ExportStats;
 }
 
 /** What a hello was granted: the session it runs in and what it may do. */
@@ -77,8 +80,10 @@ function admitSession(
       throw new Refusal(CloseCode.BadSecret, 'session secret does not match');
     }
     const t0 = Date.now();
+    if (session.owner && session.owner !== owner) exp.stats.fenced++;
     const { epoch, drained } = takeOverFenced(session, owner);
     const fenced = drained.then(() => {
+      exp.stats.fenceWaitSeconds += (Date.now() - t0) / 1000;
       log.info(`${peer}: resumed session ${session.id.slice(0, 8)} epoch ${epoch} (fence waited ${Date.now() - t0} ms)`);
     });
     return { session, epoch, resumed: true, readOnly: grantReadOnly || session.readOnly, ...terms, fenced };
@@ -103,6 +108,7 @@ function admitSession(
   const who = `${hello.clientId}${hello.host ? ` on ${hello.host}` : ''}`;
   if (own) log.warn(`${peer}: ${who} replaces its own earlier session ${holder.id.slice(0, 8)} of '${exp.name}' (its welcome was lost)`);
   else log.warn(`${peer}: ${who} steals '${exp.name}' from ${holderOf(holder, sessions.graceMs)}`);
+  if (holder.owner) exp.stats.fenced++;
   return evict(sessions, holder, `taken over by ${who}`).then(() => {
     // Another steal may have won the export while this one waited for the drain.
     const winner = sessions.writerOf(exp.name);

@@ -145,22 +145,25 @@ export class Transmission implements Debtor {
 
   private execute(req: BlockRequest): void {
     const session = this.session;
+    const t0 = performance.now();
     if (req.seq >= session.nextSeq) session.nextSeq = req.seq + 1;
     const bad = validate(req, this.exp.backend.info, this.limits);
     if (bad) {
       log.debug(`${this.peer}: ${OP_NAMES[req.op]} ${req.offset}+${req.length}: ${errnoName(bad)}`);
-      return this.reply({ seq: req.seq, status: bad });
+      return this.answer(req, bad, t0);
     }
     if (isWriteLike(req.op) && this.exp.membership.isStale(this.set)) {
       log.warn(`${this.peer}: ${OP_NAMES[req.op]} refused: the export's replica set record is newer than this client's (${this.set!.setId.slice(0, 8)} epoch ${this.set!.epoch})`);
-      return this.reply({ seq: req.seq, status: Errno.ESTALE });
+      this.exp.stats.staleWrites++;
+      return this.answer(req, Errno.ESTALE, t0);
     }
     if (isRemembered(req.op)) {
       const known = session.recall(req.seq);
       if (known !== undefined) {
         const diff = session.replayDifference(req.seq, req.op, req.offset, req.length);
         if (diff) return this.onViolation(`replay does not match: ${diff}`);
-        return this.reply({ seq: req.seq, status: known });
+        this.exp.stats.replayHits++;
+        return this.answer(req, known, t0);
       }
     }
     const backend = this.exp.backend;
@@ -199,17 +202,24 @@ export class Transmission implements Debtor {
     p.then(
       (data) => {
         if (held) bufferPool.release(held);
-        this.finish(req, 0, data || undefined);
+        this.finish(req, 0, t0, data || undefined);
       },
       (err) => {
         if (held) bufferPool.release(held);
         log.warn(`${this.peer}: ${OP_NAMES[req.op]} ${req.offset}+${req.length} failed: ${(err as Error).message}`);
-        this.finish(req, statusOfError(err));
+        this.finish(req, statusOfError(err), t0);
       },
     );
   }
 
-  private finish(req: BlockRequest, status: number, data?: Buffer): void {
+  /** A request answered without running it (refused, or remembered); counted all the same. */
+  private answer(req: BlockRequest, status: number, t0: number): void {
+    this.exp.stats.done(req.op, req.length, status, (performance.now() - t0) / 1000);
+    this.reply({ seq: req.seq, status });
+  }
+
+  private finish(req: BlockRequest, status: number, t0: number, data?: Buffer): void {
+    this.exp.stats.done(req.op, req.length, status, (performance.now() - t0) / 1000);
     const session = this.session;
     if (isRemembered(req.op)) session.remember(req.seq, status, req.op, req.offset, req.length);
     else if (req.op === Op.Read) this.pendingBytes -= req.length;

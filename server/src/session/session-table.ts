@@ -70,6 +70,19 @@ export class SessionTable {
     if (this.writers.get(s.exportName) === s) this.writers.delete(s.exportName);
   }
 
+  /** Live sessions per export: connected, or lost and waiting for their client to resume. */
+  countByExport(): Map<string, { connected: number; detached: number }> {
+    const out = new Map<string, { connected: number; detached: number }>();
+    for (const s of this.sessions.values()) {
+      if (s.ended) continue;
+      const c = out.get(s.exportName) ?? { connected: 0, detached: 0 };
+      if (s.owner) c.connected++;
+      else c.detached++;
+      out.set(s.exportName, c);
+    }
+    return out;
+  }
+
   get size(): number {
     return this.sessions.size;
   }
