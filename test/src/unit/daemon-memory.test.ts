@@ -6,11 +6,17 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mallocTrimThreshold } from '@wsblk/native';
 
+/**
+ * The module alone: importing all of @wsblk/client (prom-client among it) may already grow the
+ * young generation before the flag is set, which is why a daemon sets it first (client/bin/wsblk.js).
+ */
+const MEMORY_MODULE = new URL('../../../client/dist/daemon/memory.js', import.meta.url).href;
+
 /** Size of V8's new space (MiB) in a fresh node after allocation churn, with or without tuning. */
 function newSpaceAfterChurn(tuned: boolean): number {
   const script = `
     const { getHeapSpaceStatistics } = await import('node:v8');
-    ${tuned ? "(await import('@wsblk/client')).tuneDaemonMemory();" : ''}
+    ${tuned ? `(await import(${JSON.stringify(MEMORY_MODULE)})).tuneDaemonMemory();` : ''}
     let keep = [];
     for (let i = 0; i < 2e6; i++) { keep.push({ i, a: [i] }); if (keep.length > 5000) keep = []; }
     const s = getHeapSpaceStatistics().find((x) => x.space_name === 'new_space');
