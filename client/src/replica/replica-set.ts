@@ -78,8 +78,8 @@ interface SetOp {
   waiting: Replica[];
   /** In-sync replicas that answered with success. */
   okInSync: number;
-  /** Replicas that answered with an error, and the first error. */
-  failed: Replica[];
+  /** Replicas that answered with an error (made on the first one: most writes have none), and the first error. */
+  failed: Replica[] | undefined;
   error: number;
   hold: RangeHold | null;
   /** READ: the replica asked now, and those that failed it. */
@@ -257,7 +257,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       this.blocked.push([req, cb]);
       return;
     }
-    const op: SetOp = { req, cb, sentAt: 0, waiting: [], okInSync: 0, failed: [], error: 0, hold: null };
+    const op: SetOp = { req, cb, sentAt: 0, waiting: [], okInSync: 0, failed: undefined, error: 0, hold: null };
     if (req.op === Op.Read) return this.sendRead(op);
     if (req.op === Op.Flush) return this.fanOut(op);
     const r = this.lock.acquire(req.offset, req.length, () => this.markThenFanOut(op));
@@ -303,7 +303,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     if (status === 0) {
       if (r.mode === 'in-sync') op.okInSync++;
     } else {
-      op.failed.push(r);
+      (op.failed ??= []).push(r);
       op.error ||= status;
     }
     if (op.waiting.length === 0) this.settle(op);
@@ -313,7 +313,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
   private settle(op: SetOp): void {
     if (op.okInSync > 0) {
       // Some in-sync replica has the data: the ones that failed it no longer do.
-      for (const r of op.failed) this.eject(r, `${Op[op.req.op]} ${op.req.offset}+${op.req.length} failed with errno ${op.error}`);
+      for (const r of op.failed ?? []) this.eject(r, `${Op[op.req.op]} ${op.req.offset}+${op.req.length} failed with errno ${op.error}`);
       this.finish(op, 0);
     } else {
       // Every in-sync replica refused it (a bad request, or no in-sync replica left to ask).
