@@ -2,12 +2,12 @@
 // `npm run bench`: the same fio jobs (nbd engine), interleaved, against wsblk (NBD -> ws -> server),
 // nbdkit memory (one hop) and nbdkit nbd -> nbdkit memory (two hops); RSS of our processes;
 // the goals of issue 4 as ratios from this one run. See bench/README.md.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installCleanup, stopAll, stopProc } from './lib/procs.mjs';
-import { JOBS, prefill, runFio, runJob } from './lib/fio.mjs';
+import { JOBS, opsPerSecond, prefill, runFio, runJob } from './lib/fio.mjs';
 import { TARGETS, listDevice, startTarget, startWsblkDaemon, startWsblkServer, waitInSync } from './lib/targets.mjs';
 import { memoryOf, sampleRss } from './lib/rss.mjs';
 import { checkGoals, formatReport, medianOf, ratios } from './lib/report.mjs';
@@ -26,6 +26,7 @@ Runs the same fio jobs (ioengine=nbd), interleaved, against:
   nbdkit2  nbdkit nbd -> nbdkit memory                               (2 hops)
   set3     ours over a replica set of 3 wsblk servers (issue 13); after the jobs, the resync
            rate at the default limit (a replica stalled while the region is rewritten)
+  base, baseset3   ours and set3 with the wsblk of --baseline DIR (an A/B in one run)
 then measures the RSS of our daemon and server (also at iodepth 128, and with 8 devices on one
 server), prints a table with ratios ours/peer, checks the goals of issue 4 (PASS/FAIL) and writes
 everything to bench/results/<timestamp>.json.
@@ -35,10 +36,12 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
   --ramp S           warm-up seconds per fio run, not counted (default 1)
   --rounds N         interleaved rounds; the table shows the median per target (default 2)
   --jobs a,b         jobs to run (default all): ${JOBS.map((j) => j.name).join(', ')}
-  --targets a,b      targets to run (default: ours, nbdkit1, nbdkit2, set3, and base with --baseline)
-  --baseline DIR     also run target 'base': the wsblk of another built checkout (e.g. a git
-                     worktree of an older commit), same topology as ours; the table adds ours/base.
-                     The A/B of a lever in one interleaved run
+  --targets a,b      targets to run (default: ours, nbdkit1, nbdkit2, set3, and base and baseset3
+                     with --baseline)
+  --baseline DIR     also run targets 'base' and 'baseset3': the wsblk of another built checkout
+                     (e.g. a git worktree of an older commit), same topologies as ours and set3;
+                     the table adds ours/base and set3/baseset3. The A/B of a lever in one
+                     interleaved run
   --quick            --runtime 2 --ramp 1 --rounds 1 (a smoke run)
   --compress ALGO    lz4 | none, passed to our \`wsblk connect\` (default none). fio's buffers are
                      random, so lz4 finds nothing to compress: this measures its cost only
@@ -48,7 +51,8 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
                      WebSocket hop is) instead of a Unix socket (default)
   --no-rss           skip the iodepth-128 and the 8-device memory scenarios
   --json-only        print only the results JSON on stdout (progress still goes to stderr)
-  --profile          instead of the benchmark: run our server and daemon under
+  --profile          instead of the benchmark: run our server and daemon (set3's three servers
+                     and daemon with --targets set3) under
                      node --cpu-prof during one job (default randread4k-qd32, or the first of
                      --jobs) and print the top 15 self-time functions of each profile
   --vm               instead: ublk vs kernel nbd inside the qemu VM harness of test/vm/, with
@@ -76,7 +80,7 @@ function parseOptions(argv) {
     ramp: num('ramp', 1),
     rounds: num('rounds', quick ? 1 : 2, { min: 1, int: true }),
     jobs: list('jobs', JOBS.map((j) => j.name)),
-    targets: list('targets', Object.keys(TARGETS).filter((t) => t !== 'base' || values.baseline)),
+    targets: list('targets', Object.keys(TARGETS).filter((t) => (t !== 'base' && t !== 'baseset3') || values.baseline)),
     baseline: values.baseline ?? null,
     quick, compress,
     size: size('size', '1G'),
@@ -88,7 +92,7 @@ function parseOptions(argv) {
     vm: !!values.vm,
     help: !!values.help,
   };
-  if (opts.targets.includes('base') && !opts.baseline) throw new UsageError('target base needs --baseline DIR');
+  for (const t of ['base', 'baseset3']) if (opts.targets.includes(t) && !opts.baseline) throw new UsageError(`target ${t} needs --baseline DIR`);
   if (toBytes(opts.region) > toBytes(opts.size)) throw new UsageError(`--region ${opts.region} is larger than --size ${opts.size}`);
   return opts;
 }
@@ -102,6 +106,18 @@ function checkPrerequisites() {
   if (!versionOf('nbdkit', ['--version'])) missing.push('nbdkit (Debian packages nbdkit, with the memory and nbd plugins)');
   if (!existsSync(join(ROOT, 'client', 'dist', 'cli', 'main.js'))) missing.push('a build of wsblk (run `npx tsc -b` or `npm run bench`)');
   if (missing.length) throw new Error(`cannot run: missing ${missing.join('; ')}`);
+}
+
+/** CPU seconds (user + system) the processes `pids` ({role: pid}) used so far. */
+function cpuSeconds(pids) {
+  let sum = 0;
+  for (const pid of Object.values(pids)) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      sum += (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+    } catch { /* exited: counted as far as it ran */ }
+  }
+  return sum;
 }
 
 /** The interleaved rounds: for each job, each target in turn (order rotated per round). */
@@ -119,9 +135,14 @@ async function measure(opts, dir, targets) {
         const t = targets[key];
         const label = `[${n}/${total}] round ${round + 1} ${job.name} on ${key}`;
         try {
+          const cpu0 = cpuSeconds(t.pids);
           const r = await runJob({ dir, job, uri: t.uri, runtime: opts.runtime, ramp: opts.ramp, region: opts.region, tag: `${job.name}-${key}-${round}` });
+          // CPU per I/O of the target's processes and fio: steadier than IOPS on a shared, loaded
+          // machine, and on a CPU-bound one the ratio of the totals predicts the ratio of IOPS.
+          const ops = opsPerSecond(job, r) * (opts.runtime + opts.ramp);
+          r.cpuUsPerOp = ops > 0 ? (cpuSeconds(t.pids) - cpu0) * 1e6 / ops + (r.fioCpuUsPerOp ?? 0) : null;
           results[job.name].runs[key].push({ round, ...r });
-          log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us`);
+          log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us, CPU ${r.cpuUsPerOp?.toFixed(1)} us/op`);
         } catch (e) {
           results[job.name].runs[key].push({ round, error: e.message });
           log(`${label}: FAILED: ${e.message}`);

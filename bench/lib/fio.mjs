@@ -12,6 +12,12 @@ export const JOBS = [
   { name: 'seqwrite1m-qd8', rw: 'write', bs: '1M', iodepth: 8, dir: 'write', metric: 'mibps' },
 ];
 
+/** I/Os per second of a job's result (its IOPS, or its MiB/s over its block size). */
+export function opsPerSecond(job, r) {
+  const bs = Number.parseInt(job.bs, 10) * (/m$/i.test(job.bs) ? 1048576 : 1024);
+  return job.metric === 'iops' ? r.iops : r.mibps * 1048576 / bs;
+}
+
 const pct = (p, key) => (p && p[key] !== undefined ? p[key] : null);
 
 /** The numbers of one direction ('read' or 'write') of fio's JSON job. */
@@ -81,7 +87,11 @@ export async function runJob({ dir, job, uri, runtime, ramp, region, tag }) {
   });
   const j = json.jobs[0];
   if (j.error) throw new Error(`fio job ${job.name} reported error ${j.error}`);
-  return parseFioJob(j, job.dir);
+  const r = parseFioJob(j, job.dir);
+  // fio's own CPU (usr + sys, percent of one core), per I/O: part of the CPU-per-op figures.
+  const ops = opsPerSecond(job, r);
+  r.fioCpuUsPerOp = ops > 0 ? ((j.usr_cpu + j.sys_cpu) / 100) * 1e6 / ops : null;
+  return r;
 }
 
 /** Writes the region once (1M sequential, QD8) so later reads are of data, not of holes. */

@@ -31,8 +31,10 @@ export async function runProfile(opts, dir, { resultsDir, log }) {
   // A smaller prefill than the benchmark's: the profile covers the whole life of each process,
   // and the prefill (1M writes) should stay a small part of it.
   const region = '64M';
-  log(`profile: starting our server and daemon under node --cpu-prof (${profDir})`);
-  const ours = await startTarget('ours', { dir, size: opts.size, compress: opts.compress, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  // The target profiled: ours, or set3 when --targets names it alone (its three servers and daemon).
+  const key = opts.targets.length === 1 && opts.targets[0] === 'set3' ? 'set3' : 'ours';
+  log(`profile: starting ${key}'s servers and daemon under node --cpu-prof (${profDir})`);
+  const ours = await startTarget(key, { dir, size: opts.size, compress: opts.compress, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
   let result;
   try {
     await prefill({ dir, uri: ours.uri, region, tag: 'profile-prefill' });
@@ -40,10 +42,10 @@ export async function runProfile(opts, dir, { resultsDir, log }) {
     result = await runJob({ dir, job, uri: ours.uri, runtime: opts.runtime, ramp: opts.ramp, region, tag: 'profile' });
   } finally {
     // A clean exit (SIGTERM is handled by both) is what makes node write the profile.
-    await stopProc(ours.procs.daemon, 15_000);
-    await stopProc(ours.procs.server, 15_000);
+    for (const [role, proc] of Object.entries(ours.procs)) if (role === 'daemon') await stopProc(proc, 15_000);
+    for (const [role, proc] of Object.entries(ours.procs)) if (role !== 'daemon') await stopProc(proc, 15_000);
   }
-  const roleOf = { [ours.pids.server]: 'server', [ours.pids.daemon]: 'daemon (client)' };
+  const roleOf = Object.fromEntries(Object.entries(ours.pids).map(([role, pid]) => [pid, role === 'daemon' ? 'daemon (client)' : role]));
   const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
   const summaries = {};
   for (const f of files) {
@@ -51,7 +53,7 @@ export async function runProfile(opts, dir, { resultsDir, log }) {
     const role = roleOf[pid] ?? `pid ${pid}`;
     summaries[role] = summarizeProfile(join(profDir, f));
   }
-  if (Object.keys(summaries).length < 2) throw new Error(`expected 2 profiles in ${profDir}, found ${files.length}`);
+  if (Object.keys(summaries).length < Object.keys(ours.pids).length) throw new Error(`expected ${Object.keys(ours.pids).length} profiles in ${profDir}, found ${files.length}`);
   const text = [
     `Profile of ${job.name}: ${Math.round(result.iops)} IOPS, ${result.mibps.toFixed(0)} MiB/s, p50 ${result.clatP50Us.toFixed(0)} us, p99 ${result.clatP99Us.toFixed(0)} us (under the profiler)`,
     ...Object.entries(summaries).map(([role, s]) => formatTop(role, s)),

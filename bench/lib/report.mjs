@@ -29,10 +29,14 @@ export function ratios(job, med) {
       mibps: ratio(o?.mibps, p?.mibps),
       clatP50: ratio(o?.clatP50Us, p?.clatP50Us),
       clatP99: ratio(o?.clatP99Us, p?.clatP99Us),
+      cpu: ratio(o?.cpuUsPerOp, p?.cpuUsPerOp),
     };
   }
   // The replica set against one server (set3 / ours): what replication costs, or gains.
-  out.set3 = { iops: ratio(med.set3?.iops, med.ours?.iops), mibps: ratio(med.set3?.mibps, med.ours?.mibps), clatP50: ratio(med.set3?.clatP50Us, med.ours?.clatP50Us), clatP99: ratio(med.set3?.clatP99Us, med.ours?.clatP99Us) };
+  const vs = (a, b) => ({ iops: ratio(a?.iops, b?.iops), mibps: ratio(a?.mibps, b?.mibps), clatP50: ratio(a?.clatP50Us, b?.clatP50Us), clatP99: ratio(a?.clatP99Us, b?.clatP99Us), cpu: ratio(a?.cpuUsPerOp, b?.cpuUsPerOp) });
+  out.set3 = vs(med.set3, med.ours);
+  // set3 against the --baseline checkout's set3: the A/B of a replica-set lever.
+  out.baseset3 = vs(med.set3, med.baseset3);
   return out;
 }
 
@@ -86,21 +90,25 @@ export function formatReport(results) {
   // A --baseline run adds the other checkout's figures and ours/base.
   const base = Object.values(results.jobs).some((j) => j.median.base);
   const set3 = Object.values(results.jobs).some((j) => j.median.set3);
+  const baseset3 = Object.values(results.jobs).some((j) => j.median.baseset3);
   for (const [name, j] of Object.entries(results.jobs)) {
     const m = j.median;
     const primary = j.metric === 'iops' ? ['IOPS', 'iops', 0] : ['MiB/s', 'mibps', 1];
-    const row = (label, value, fmt, field) => [label, value, ...['ours', 'nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : [])].map((t) => fmt(m[t])),
-      ...['nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : [])].map((t) => fmtRatio(j.ratios[t][field]))];
+    const row = (label, value, fmt, field) => [label, value, ...['ours', 'nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), ...(baseset3 ? ['baseset3'] : [])].map((t) => fmt(m[t])),
+      ...['nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), ...(baseset3 ? ['baseset3'] : [])].map((t) => fmtRatio(j.ratios[t][field]))];
     rows.push(row(name, primary[0], (x) => fmtNum(x?.[primary[1]], primary[2]), primary[1]));
     rows.push(row('', 'p50 clat', (x) => fmtUs(x?.clatP50Us), 'clatP50'));
     rows.push(row('', 'p99 clat', (x) => fmtUs(x?.clatP99Us), 'clatP99'));
+    rows.push(row('', 'CPU/op', (x) => (x?.cpuUsPerOp == null ? '-' : `${x.cpuUsPerOp.toFixed(1)} us`), 'cpu'));
   }
   out.push(`Median of ${results.options.rounds} interleaved round(s), ${results.options.runtime} s each (+${results.options.ramp} s ramp), region ${results.options.region} of a ${results.options.size} disk; `
     + `ours --compress ${results.options.compress}; nbdkit 2 hops over a ${results.options.nbdkit2Hop === 'tcp' ? 'loopback TCP' : 'Unix'} socket.`
     + (base ? ` base: wsblk of ${results.options.baseline}.` : ''));
   out.push('Throughput ratio ours/peer: higher is better for ours. Latency ratio ours/peer: LOWER is better for ours.');
+  out.push('CPU/op: CPU time (user + system) of the target\'s processes and fio per I/O, ramp included; LOWER is better. Steadier than IOPS on a loaded machine.');
   if (set3) out.push('set3: the same device over a replica set of 3 servers; set3/ours: the replica set against one server.');
-  out.push(table(rows, ['job', 'metric', 'ours', 'nbdkit-1hop', 'nbdkit-2hop', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), 'ours/1hop', 'ours/2hop', ...(base ? ['ours/base'] : []), ...(set3 ? ['set3/ours'] : [])]));
+  if (baseset3) out.push('baseset3: set3 with the wsblk of the --baseline checkout; set3/baseset3: the A/B of a replica-set change.');
+  out.push(table(rows, ['job', 'metric', 'ours', 'nbdkit-1hop', 'nbdkit-2hop', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), ...(baseset3 ? ['baseset3'] : []), 'ours/1hop', 'ours/2hop', ...(base ? ['ours/base'] : []), ...(set3 ? ['set3/ours'] : []), ...(baseset3 ? ['set3/baseset3'] : [])]));
   const failed = Object.entries(results.jobs).flatMap(([name, j]) => Object.entries(j.runs).flatMap(([t, runs]) => runs.filter((x) => x.error).map((x) => `${name} on ${t}: ${x.error}`)));
   if (failed.length) out.push('', 'Failed runs:', ...failed.map((f) => `  ${f}`));
 

@@ -20,6 +20,7 @@ export const TARGETS = {
   nbdkit2: 'nbdkit nbd -> nbdkit memory (2 hops)',
   base: 'wsblk of --baseline DIR (as ours)',
   set3: 'wsblk over a replica set of 3 servers (memory)',
+  baseset3: 'set3 with the wsblk of --baseline DIR',
 };
 
 /** The wsblk entry point of a checkout (built: client/dist present). */
@@ -72,19 +73,20 @@ export async function startTarget(key, { dir, size, compress, nodeArgs = [], nbd
       procs.push(daemon.proc);
       return { key, label: TARGETS[key], uri: daemon.uri, pids: { server: server.proc.pid, daemon: daemon.proc.pid }, procs: { server: server.proc, daemon: daemon.proc }, stop };
     }
-    if (key === 'set3') {
+    if (key === 'set3' || key === 'baseset3') {
+      const wsblk = key === 'baseset3' ? wsblkOf(baseline) : WSBLK;
       const servers = [];
       for (let i = 0; i < 3; i++) {
-        const server = await startWsblkServer({ dir, exports: [`b0=memory:${size}`], nodeArgs, name: `set3-serve${i}` });
+        const server = await startWsblkServer({ dir, exports: [`b0=memory:${size}`], nodeArgs, wsblk, name: `${key}-serve${i}` });
         procs.push(server.proc);
         servers.push(server);
       }
       // Its own run dir: `wsblk list` there shows only this device. A short replica timeout: the
       // resync measurement stalls a replica and waits for its ejection.
-      const runDir = join(dir, 'run-set3');
+      const runDir = join(dir, `run-${key}`);
       const daemon = await startWsblkDaemon({
-        dir, url: servers.map((s) => `ws://127.0.0.1:${s.port}/b0`).join(','), sock: join(dir, 'set3.sock'), compress, nodeArgs,
-        name: 'set3-daemon', args: ['--replica-timeout', '2'], runDir,
+        dir, url: servers.map((s) => `ws://127.0.0.1:${s.port}/b0`).join(','), sock: join(dir, `${key}.sock`), compress, nodeArgs, wsblk,
+        name: `${key}-daemon`, args: ['--replica-timeout', '2'], runDir,
       });
       procs.push(daemon.proc);
       // A new set compares the others with the first before they are in sync: wait for that.

@@ -1,5 +1,5 @@
 export * from './target.js';
-export { InflightTable, type InflightEntry } from './transport/inflight.js';
+export { InflightTable, ownPayload, type InflightEntry } from './transport/inflight.js';
 export { RemoteDisk, ConnectError, parseUrl, type RemoteDiskOptions, type TransportStats } from './transport/remote-disk.js';
 export { NbdExport, type NbdExportOptions } from './nbd/index.js';
 export { FailfastDeadlines, FAILFAST_DEFAULT_MS } from './ublk/failfast.js';

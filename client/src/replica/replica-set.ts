@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { Errno, Op, logger } from '@wsblk/shared';
+import { Errno, Op, bufferPool, logger } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
+import { ownPayload } from '../transport/inflight.js';
 import { DirtyMap } from './dirty-map.js';
 import type { ReplicaLink } from './link.js';
 import { AttachRefused, decideMembership, type SetRecord } from './membership.js';
@@ -82,6 +83,8 @@ interface SetOp {
   failed: Replica[] | undefined;
   error: number;
   hold: RangeHold | null;
+  /** WRITE: the copy of the data every replica is sent (ownPayload), released when it completes. */
+  payload?: Buffer;
   /** READ: the replica asked now, and those that failed it. */
   reader?: Replica;
   tried?: Replica[];
@@ -94,7 +97,7 @@ const isWrite = (op: Op) => op === Op.Write || op === Op.Discard || op === Op.Wr
  * Longhorn's engine and Mayastor's nexus do). Writes and flushes go to every in-sync and
  * resyncing replica and complete when each has answered or been ejected; overlapping writes are
  * ordered by a range lock so every replica applies them in the same order. Reads go to one
- * in-sync replica, the least busy. An ejection is persisted (a new epoch on the remaining
+ * in-sync replica, the least busy at the start of each burst. An ejection is persisted (a new epoch on the remaining
  * in-sync replicas) before any write completes after it. An ejected replica that comes back is
  * resynced (its dirty map, or checksums where no map was kept) and then rejoins.
  */
@@ -112,6 +115,9 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
   private epoch: number;
   private readonly timer: NodeJS.Timeout;
   private rr = 0;
+  /** Reads of this burst go here (burstReader). */
+  private burst: Replica | undefined;
+  private burstArmed = false;
   private closed = false;
   private readonly o: Required<Omit<ReplicaSetOptions, 'forceInSync' | 'known'>>;
 
@@ -288,9 +294,15 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     op.sentAt = performance.now();
     this.ops.add(op);
     for (const r of this.replicas) if (r.mode !== 'out') op.waiting.push(r);
+    // One copy of a write's data for every replica (each transport would copy it otherwise).
+    let req = op.req;
+    if (req.payload && op.waiting.length > 1) {
+      op.payload = ownPayload(req.payload);
+      req = { op: req.op, offset: req.offset, length: req.length, flags: req.flags, payload: op.payload };
+    }
     for (const r of op.waiting.slice()) {
       r.outstanding++;
-      r.link.submit(op.req, (status) => this.answered(op, r, status));
+      r.link.submit(req, (status) => this.answered(op, r, status));
     }
     if (op.waiting.length === 0) this.settle(op);
   }
@@ -330,13 +342,15 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     this.ops.delete(op);
     if (op.hold) this.lock.release(op.hold);
     op.hold = null;
+    if (op.payload) bufferPool.release(op.payload);
+    op.payload = undefined;
     op.cb(status, data);
   }
 
   // --- reads -----------------------------------------------------------------------------------
 
   private sendRead(op: SetOp): void {
-    const r = this.pickReader(op.tried);
+    const r = op.tried ? this.pickReader(op.tried) : this.burstReader();
     if (!r) {
       // Nothing left to ask: the error of the last replica tried, or wait for one to return.
       if (op.tried?.length || this.o.onNoQuorum === 'error') return this.finish(op, op.error || Errno.EIO);
@@ -360,6 +374,28 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       this.sendRead(op);
     });
   }
+
+  /**
+   * The replica for a read of the current burst (the requests a frontend submits in one run of
+   * the event loop): one for the whole burst, so its transport sends them in one write and its
+   * server answers them in one (spread per request, the three servers each saw a third of every
+   * burst and the set paid three system calls for each). The next burst picks again.
+   */
+  private burstReader(): Replica | undefined {
+    const r = this.burst;
+    if (r && r.mode === 'in-sync' && r.link.connected) return r;
+    this.burst = this.pickReader();
+    if (!this.burstArmed) {
+      this.burstArmed = true;
+      queueMicrotask(this.endBurst);
+    }
+    return this.burst;
+  }
+
+  private readonly endBurst = (): void => {
+    this.burst = undefined;
+    this.burstArmed = false;
+  };
 
   /** The in-sync replica with the fewest requests outstanding (connected ones first). */
   private pickReader(exclude?: Replica[]): Replica | undefined {

@@ -49,7 +49,7 @@ export class InflightTable {
 
   add(e: InflightEntry): void {
     const p = e.req.payload;
-    if (p && (e.req.op === Op.Write || e.req.op === Op.MetaWrite)) e.payload = owned(p);
+    if (p && (e.req.op === Op.Write || e.req.op === Op.MetaWrite)) e.payload = ownPayload(p);
     this.entries.set(e.seq, e);
     this.waiting.push(e);
   }
@@ -129,13 +129,20 @@ export class InflightTable {
 const SLAB_BYTES = 256 * 1024;
 let slab = Buffer.alloc(0);
 let slabUsed = 0;
+/** The slabs' memory: a view into one is a copy of ours that nobody writes again, so it is shared, not copied. */
+const slabs = new WeakSet<ArrayBufferLike>();
 
-/** Bytes the table may keep past the caller's callback: the pooled buffer itself, retained, or a copy. */
-function owned(p: Buffer): Buffer {
+/**
+ * Bytes that may be kept past the caller's callback: the pooled buffer itself, retained; a slab
+ * copy as it is (never written again); else a copy. The caller release()s it to bufferPool when
+ * done (a no-op for slab copies). A replica set calls it once per write, so its replicas share one copy.
+ */
+export function ownPayload(p: Buffer): Buffer {
   if (bufferPool.holds(p)) {
     bufferPool.retain(p);
     return p;
   }
+  if (slabs.has(p.buffer)) return p;
   const n = p.length;
   let copy: Buffer;
   if (n >= POOL_MIN_BYTES) {
@@ -143,6 +150,7 @@ function owned(p: Buffer): Buffer {
   } else {
     if (slabUsed + n > slab.length) {
       slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      slabs.add(slab.buffer);
       slabUsed = 0;
     }
     copy = slab.subarray(slabUsed, slabUsed + n);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Op, bufferPool } from '@wsblk/shared';
-import { InflightTable, type InflightEntry } from '@wsblk/client';
+import { InflightTable, ownPayload, type InflightEntry } from '@wsblk/client';
 
 function entry(seq: number, bytes: number, since = seq): InflightEntry {
   return { seq, req: { op: Op.Write, offset: seq * 4096, length: bytes, flags: 0 }, cb: () => {}, bytes, sent: false, since };
@@ -204,4 +204,19 @@ test('a pooled WRITE payload is retained, not copied, and released when the requ
   bufferPool.release(again);
   t.drainAll();
   assert.ok(!bufferPool.holds(again), 'drainAll lets go too');
+});
+
+test('ownPayload copies a caller\'s buffer once: tables given that copy (the replicas of a set) share it, none copies it again', () => {
+  const caller = Buffer.alloc(4096, 7);
+  const shared = ownPayload(caller);
+  assert.notEqual(shared.buffer, caller.buffer, 'the first call copies');
+  const tables = [new InflightTable(1 << 20), new InflightTable(1 << 20), new InflightTable(1 << 20)];
+  const es = tables.map((t) => {
+    const e: InflightEntry = { seq: 1, req: { op: Op.Write, offset: 0, length: 4096, flags: 0, payload: shared }, cb: () => {}, bytes: 4096, sent: false, since: 0 };
+    t.add(e);
+    return e;
+  });
+  for (const e of es) assert.equal(e.payload, shared, 'no second copy');
+  caller.fill(9);
+  for (const e of es) assert.equal(e.payload!.readUInt8(0), 7, 'the caller reusing its buffer changes nothing sent');
 });

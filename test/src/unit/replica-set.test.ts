@@ -65,7 +65,7 @@ test('a new set: the first replica is the truth, the others are compared and cop
   assert.deepEqual(links[0]!.meta?.inSync, links.map((l) => l.id));
 });
 
-test('writes reach every replica; reads are spread over the in-sync ones', async (t) => {
+test('writes reach every replica; reads are spread over the in-sync ones, a burst to one replica', async (t) => {
   const { links, open } = setup(t, 3);
   const set = await open();
   await until('in sync', () => set.status.inSync === 3);
@@ -73,7 +73,17 @@ test('writes reach every replica; reads are spread over the in-sync ones', async
   assert.equal((await write(set, 0, data)).status, 0);
   for (const l of links) assert.ok(l.target.read(0, 1 << 20).equals(data));
   for (const l of links) l.sent.Read = 0;
-  const reads = await Promise.all(Array.from({ length: 60 }, (_, i) => read(set, (i % 16) * 65536, 65536)));
+  // Six bursts of ten reads, each submitted in one run of the event loop (as a frontend does
+  // with the requests of one socket read), the next one before the last is answered.
+  const pending: Promise<{ status: number; data?: Buffer }>[] = [];
+  for (let b = 0; b < 6; b++) {
+    const before = links.map((l) => l.sent.Read ?? 0);
+    for (let i = 0; i < 10; i++) pending.push(read(set, ((b * 10 + i) % 16) * 65536, 65536));
+    const got = links.map((l, k) => (l.sent.Read ?? 0) - before[k]!);
+    assert.deepEqual(got.filter((n) => n > 0), [10], `burst ${b} went to one replica (${got.join(', ')})`);
+    await new Promise((r) => setImmediate(r));
+  }
+  const reads = await Promise.all(pending);
   for (const [i, r] of reads.entries()) assert.ok(r.data!.equals(data.subarray((i % 16) * 65536, (i % 16 + 1) * 65536)));
   for (const l of links) assert.ok((l.sent.Read ?? 0) >= 10, `${l.id} served ${l.sent.Read} of 60 reads`);
 });
