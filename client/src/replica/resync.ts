@@ -2,6 +2,8 @@ import { CHECKSUM_CHUNK, CHECKSUM_DIGEST, Op } from '@wsblk/shared';
 
 /** Bytes compared per pair of CHECKSUM requests in compare mode. */
 const COMPARE_BATCH_BYTES = 16 << 20;
+/** Regions copied at once. */
+const WINDOW = 4;
 import type { IoRequest } from '../target.js';
 import type { DirtyMap } from './dirty-map.js';
 import type { ReplicaLink } from './link.js';
@@ -78,6 +80,20 @@ export class Resync {
     // the regions that differ are copied, each under the range lock.
     let same: Set<number> = new Set();
     let batchEnd = -1;
+    // Up to WINDOW regions are copied at once (one at a time, a copy waited two round trips per
+    // region and the bench saw 64-78 MiB/s under a 100 MiB/s limit); they are marked copied in
+    // order, so the saved position never passes a region still being copied.
+    const window: Array<{ r: number; p: Promise<void> }> = [];
+    const settleOldest = async (): Promise<void> => {
+      const { r, p } = window.shift()!;
+      await p;
+      map.copied(r, r + 1);
+      this.done++;
+      if (Date.now() - lastSave >= (this.o.saveEveryMs ?? 1000)) {
+        lastSave = Date.now();
+        await map.flush();
+      }
+    };
     for (let r = first; r >= 0 && r < map.regions; r = map.nextDirty(r + 1)) {
       if (this.stopped) throw new ResyncError('stopped', 'none');
       const offset = r * rs;
@@ -86,15 +102,13 @@ export class Resync {
         batchEnd = Math.min(map.regions, r + Math.max(1, Math.floor(COMPARE_BATCH_BYTES / rs)));
         same = await this.compareBatch(r, batchEnd);
       }
-      if (!this.o.compare || !same.has(r)) await this.region(offset, length);
-      map.copied(r, r + 1);
-      this.done++;
-      if (Date.now() - lastSave >= (this.o.saveEveryMs ?? 1000)) {
-        lastSave = Date.now();
-        await map.flush();
-      }
+      const p = !this.o.compare || !same.has(r) ? this.region(offset, length) : Promise.resolve();
+      p.catch(() => {}); // awaited in settleOldest; one failing after an earlier failure is not unhandled
+      window.push({ r, p });
+      if (window.length >= WINDOW) await settleOldest();
       await this.pace();
     }
+    while (window.length > 0) await settleOldest();
     await map.flush();
   }
 
