@@ -3,12 +3,12 @@
 // nbdkit memory (one hop) and nbdkit nbd -> nbdkit memory (two hops); RSS of our processes;
 // the goals of issue 4 as ratios from this one run. See bench/README.md.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, loadavg } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installCleanup, stopAll, stopProc } from './lib/procs.mjs';
 import { JOBS, opsPerSecond, prefill, runFio, runJob } from './lib/fio.mjs';
-import { TARGETS, listDevice, startTarget, startWsblkDaemon, startWsblkServer, waitInSync } from './lib/targets.mjs';
+import { TARGETS, listDevice, pinning, startTarget, startWsblkDaemon, startWsblkServer, waitInSync } from './lib/targets.mjs';
 import { memoryOf, sampleRss } from './lib/rss.mjs';
 import { checkGoals, formatReport, medianOf, ratios } from './lib/report.mjs';
 import { runProfile } from './lib/profile-run.mjs';
@@ -50,6 +50,8 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
   --nbdkit2-tcp      nbdkit 2 hops: the hop between the two nbdkits over loopback TCP (as our
                      WebSocket hop is) instead of a Unix socket (default)
   --no-rss           skip the iodepth-128 and the 8-device memory scenarios
+  --pin              servers (wsblk serve, nbdkit) on CPU 1, our daemon and fio on CPU 0: as if
+                     the servers ran on another host (needs 2 CPUs and taskset)
   --json-only        print only the results JSON on stdout (progress still goes to stderr)
   --profile          instead of the benchmark: run our server and daemon (set3's three servers
                      and daemon with --targets set3) under
@@ -66,7 +68,7 @@ const OPTIONS = {
   runtime: { type: 'string' }, ramp: { type: 'string' }, rounds: { type: 'string' },
   jobs: { type: 'string' }, targets: { type: 'string' }, quick: { type: 'boolean' },
   compress: { type: 'string' }, size: { type: 'string' }, region: { type: 'string' },
-  'no-rss': { type: 'boolean' }, 'nbdkit2-tcp': { type: 'boolean' }, 'json-only': { type: 'boolean' }, profile: { type: 'boolean' },
+  'no-rss': { type: 'boolean' }, pin: { type: 'boolean' }, 'nbdkit2-tcp': { type: 'boolean' }, 'json-only': { type: 'boolean' }, profile: { type: 'boolean' },
   vm: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, baseline: { type: 'string' },
 };
 
@@ -86,6 +88,7 @@ function parseOptions(argv) {
     size: size('size', '1G'),
     region: size('region', '256M'),
     rss: !values['no-rss'],
+    pin: !!values.pin,
     nbdkit2Tcp: !!values['nbdkit2-tcp'],
     jsonOnly: !!values['json-only'],
     profile: !!values.profile,
@@ -136,7 +139,7 @@ async function measure(opts, dir, targets) {
         const label = `[${n}/${total}] round ${round + 1} ${job.name} on ${key}`;
         try {
           const cpu0 = cpuSeconds(t.pids);
-          const r = await runJob({ dir, job, uri: t.uri, runtime: opts.runtime, ramp: opts.ramp, region: opts.region, tag: `${job.name}-${key}-${round}` });
+          const r = await runJob({ dir, job, uri: t.uri, runtime: opts.runtime, ramp: opts.ramp, region: opts.region, tag: `${job.name}-${key}-${round}`, cpus: opts.pin ? pinning.clientCpu : undefined });
           // CPU per I/O of the target's processes and fio: steadier than IOPS on a shared, loaded
           // machine, and on a CPU-bound one the ratio of the totals predicts the ratio of IOPS.
           const ops = opsPerSecond(job, r) * (opts.runtime + opts.ramp);
@@ -274,7 +277,7 @@ async function benchmark(opts, dir) {
   const started = new Date();
   const results = {
     kind: 'wsblk-bench', startedAt: started.toISOString(), machine: machineInfo({ fio: ['fio', ['--version']], nbdkit: ['nbdkit', ['--version']] }),
-    options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix', baseline: opts.baseline },
+    options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix', baseline: opts.baseline, pin: opts.pin },
     nbdkitThreads: 'nbdkit default (16)',
   };
   const targets = {};
@@ -347,6 +350,11 @@ async function main() {
     return 0;
   }
   checkPrerequisites();
+  if (opts.pin) {
+    if (!versionOf('taskset', ['--version'])) throw new Error('--pin needs taskset (Debian package util-linux)');
+    if (availableParallelism() < 2) throw new Error('--pin needs 2 CPUs');
+    pinning.on = true;
+  }
   installCleanup();
   const dir = mkdtempSync(join(tmpdir(), 'wsblk-bench-'));
   // Also on Ctrl-C, which exits without running the finally below (children are killed first).

@@ -73,16 +73,16 @@ export async function runFio({ dir, tag, common, sections, timeoutMs }) {
 }
 
 /** Common options of every measured job (time based, a warm-up excluded from the numbers). */
-function timedOptions({ runtime, ramp, region }) {
-  return { ioengine: 'nbd', size: region, time_based: true, runtime: String(runtime), ramp_time: String(ramp), group_reporting: true, randrepeat: '0', norandommap: true };
+function timedOptions({ runtime, ramp, region, cpus }) {
+  return { ioengine: 'nbd', size: region, time_based: true, runtime: String(runtime), ramp_time: String(ramp), group_reporting: true, randrepeat: '0', norandommap: true, cpus_allowed: cpus };
 }
 
 /** Runs one job of JOBS against one URI; resolves its numbers. */
-export async function runJob({ dir, job, uri, runtime, ramp, region, tag }) {
+export async function runJob({ dir, job, uri, runtime, ramp, region, tag, cpus }) {
   const { json } = await runFio({
     dir, tag,
     timeoutMs: (runtime + ramp + 60) * 1000,
-    common: timedOptions({ runtime, ramp, region }),
+    common: timedOptions({ runtime, ramp, region, cpus }),
     sections: [{ name: job.name, uri, rw: job.rw, bs: job.bs, iodepth: job.iodepth }],
   });
   const j = json.jobs[0];

@@ -103,7 +103,8 @@ export function formatReport(results) {
   }
   out.push(`Median of ${results.options.rounds} interleaved round(s), ${results.options.runtime} s each (+${results.options.ramp} s ramp), region ${results.options.region} of a ${results.options.size} disk; `
     + `ours --compress ${results.options.compress}; nbdkit 2 hops over a ${results.options.nbdkit2Hop === 'tcp' ? 'loopback TCP' : 'Unix'} socket.`
-    + (base ? ` base: wsblk of ${results.options.baseline}.` : ''));
+    + (base ? ` base: wsblk of ${results.options.baseline}.` : '')
+    + (results.options.pin ? ' --pin: servers on CPU 1, daemon and fio on CPU 0.' : ''));
   out.push('Throughput ratio ours/peer: higher is better for ours. Latency ratio ours/peer: LOWER is better for ours.');
   out.push('CPU/op: CPU time (user + system) of the target\'s processes and fio per I/O, ramp included; LOWER is better. Steadier than IOPS on a loaded machine.');
   if (set3) out.push('set3: the same device over a replica set of 3 servers; set3/ours: the replica set against one server.');

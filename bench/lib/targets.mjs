@@ -32,10 +32,18 @@ function wsblkOf(dir) {
 
 const nbdUri = (sock) => `nbd+unix:///?socket=${sock}`;
 
+/**
+ * --pin: servers (wsblk serve, nbdkit) run on CPU 1, the client side (our daemon, fio) on CPU 0,
+ * as if the servers ran on another host. Without it every process competes for both cores, and
+ * a target with more server processes (set3) pays for their CPU on the client's cores.
+ */
+export const pinning = { on: false, serverCpu: '1', clientCpu: '0' };
+const pinned = (cpu, cmd, args) => (pinning.on ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args]);
+
 /** wsblk serve with the given exports; resolves { proc, port } once it listens. */
 export async function startWsblkServer({ dir, exports, nodeArgs = [], name = 'wsblk-serve', wsblk = WSBLK }) {
   const args = [...nodeArgs, wsblk, 'serve', '--listen', '127.0.0.1:0', ...exports.flatMap((e) => ['--export', e])];
-  const proc = startProc(name, process.execPath, args, { cwd: dir });
+  const proc = startProc(name, ...pinned(pinning.serverCpu, process.execPath, args), { cwd: dir });
   const m = await waitFor('the server to listen', () => /listening on wss?:\/\/\S*:(\d+)\//.exec(proc.stderr()), { proc, timeoutMs: 30_000 });
   return { proc, port: Number(m[1]) };
 }
@@ -43,7 +51,7 @@ export async function startWsblkServer({ dir, exports, nodeArgs = [], name = 'ws
 /** wsblk connect --nbd --foreground; resolves { proc, uri } once the daemon prints its NBD URI. */
 export async function startWsblkDaemon({ dir, url, sock, compress = 'none', nodeArgs = [], name = 'wsblk-daemon', wsblk = WSBLK, args: extra = [], runDir = join(dir, 'run') }) {
   const args = [...nodeArgs, wsblk, 'connect', url, '--nbd', sock, '--foreground', '--compress', compress, ...extra];
-  const proc = startProc(name, process.execPath, args, { cwd: dir, env: { WSBLK_RUN_DIR: runDir } });
+  const proc = startProc(name, ...pinned(pinning.clientCpu, process.execPath, args), { cwd: dir, env: { WSBLK_RUN_DIR: runDir } });
   const m = await waitFor('the daemon to print its NBD URI', () => /^(nbd\+unix:\S+)$/m.exec(proc.stdout()), { proc, timeoutMs: 30_000 });
   return { proc, uri: m[1] };
 }
@@ -52,7 +60,7 @@ export async function startWsblkDaemon({ dir, url, sock, compress = 'none', node
 async function startNbdkit({ dir, name, sock, port, plugin }) {
   const pidfile = join(dir, `${name}.pid`);
   const where = port ? ['-i', '127.0.0.1', '-p', String(port)] : ['-U', sock];
-  const proc = startProc(name, 'nbdkit', [...where, '-P', pidfile, '-f', '--exit-with-parent', ...plugin]);
+  const proc = startProc(name, ...pinned(pinning.serverCpu, 'nbdkit', [...where, '-P', pidfile, '-f', '--exit-with-parent', ...plugin]));
   await waitFor(`${name} to listen on ${port ? `127.0.0.1:${port}` : sock}`, () => existsSync(pidfile) && readFileSync(pidfile, 'utf8').trim() !== '', { proc });
   return proc;
 }
