@@ -5,6 +5,7 @@ export { NbdExport, type NbdExportOptions } from './nbd/index.js';
 export { FailfastDeadlines, FAILFAST_DEFAULT_MS } from './ublk/failfast.js';
 export { Daemon, type DaemonOptions } from './daemon/daemon.js';
 export type { Frontend, FrontendFactory } from './daemon/frontend.js';
+export { nbdFrontend } from './daemon/frontends.js';
 export * from './daemon/rundir.js';
 export { fileIdentity, isFile, isProcess, processIdentity, type DeviceIdentity } from './daemon/identity.js';
 export { askControl } from './daemon/control.js';
