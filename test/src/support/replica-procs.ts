@@ -16,15 +16,15 @@ import { TcpProxy } from './server.js';
  */
 export class ReplicaServer {
   proc!: Proc;
-  private constructor(private readonly t: TestContext, readonly port: number, private readonly exportSpec: string) {}
+  private constructor(private readonly t: TestContext, readonly port: number, private readonly exportSpec: string, private readonly args: string[]) {}
 
   static async start(t: TestContext, size: string): Promise<ReplicaServer> {
     return ReplicaServer.exporting(t, `d=memory:${size}`);
   }
 
-  /** A server of `d=SPEC` (e.g. d=file:PATH,size=64M). */
-  static async exporting(t: TestContext, exportSpec: string): Promise<ReplicaServer> {
-    const s = new ReplicaServer(t, await freePort(), exportSpec);
+  /** A server of `d=SPEC` (e.g. d=file:PATH,size=64M), with more `serve` arguments. */
+  static async exporting(t: TestContext, exportSpec: string, args: string[] = []): Promise<ReplicaServer> {
+    const s = new ReplicaServer(t, await freePort(), exportSpec, args);
     await s.restart();
     return s;
   }
@@ -35,7 +35,7 @@ export class ReplicaServer {
 
   /** Starts it again on the same port (after kill): the same export (a memory one empty). */
   async restart(): Promise<void> {
-    this.proc = await startServer(this.t, this.port, [this.exportSpec]);
+    this.proc = await startServer(this.t, this.port, [this.exportSpec], {}, this.args);
   }
 
   async kill(): Promise<void> {
