@@ -7,8 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { askControl, controlPath } from '@wsblk/client';
 import { requireTool, sleep, wsblk } from '../support/procs.js';
-import { assertVerified, fioPattern, fioVerify, startSetDaemon } from '../support/replica-procs.js';
-import { failoverArgs, listDevice, sameFileGateways, waitGateway } from '../support/gateway-procs.js';
+import { assertVerified, fioPattern, fioVerify, startSetDaemon, waitSet } from '../support/replica-procs.js';
+import { failoverArgs, listDevice, sameFileGateways, waitGateway, type GatewayView } from '../support/gateway-procs.js';
+import { TcpProxy } from '../support/server.js';
 
 const MiB = 1 << 20;
 
@@ -78,6 +79,38 @@ test('every gateway down, then one comes back: I/O waits, then resumes there wit
   assert.equal((await listDevice(d)).gateway, g.urls[1]);
   const check = await fioPattern(d.uri, '8M', '0x600dcafe', true);
   assert.equal(check.errors, 0, check.raw.slice(-2000));
+});
+
+test('the first gateway down at connect: the device starts on the second', { timeout: 60_000 }, async (t) => {
+  if (!(await requireTool(t, 'fio'))) return;
+  const g = await sameFileGateways(t, 2);
+  await g.servers[0]!.kill();
+  const d = await startSetDaemon(t, g.dir, [g.urls[0]!], failoverArgs(g.urls));
+  const v = await listDevice(d);
+  assert.equal(v.gateway, g.urls[1]);
+  assert.equal(v.failovers, 1);
+  const w = await fioPattern(d.uri, '4M', '0x2468ace0');
+  assert.equal(w.errors, 0, w.raw.slice(-2000));
+});
+
+test('a device on gateway 2 whose connection drops resumes its session there, though gateway 1 is back (no fail-back)', { timeout: 60_000 }, async (t) => {
+  if (!(await requireTool(t, 'fio'))) return;
+  const g = await sameFileGateways(t, 2);
+  const proxy = await TcpProxy.start(g.servers[1]!.port);
+  t.after(() => proxy.stop());
+  const via = proxy.url('d');
+  const d = await startSetDaemon(t, g.dir, [g.urls[0]!], ['--failover', via]);
+  await g.servers[0]!.kill();
+  const on2 = await waitGateway(d, via, 'the device is on gateway 2');
+  await g.servers[0]!.restart();
+  proxy.dropAll();
+  const again = await waitSet<GatewayView>(d.runDir, (v) => v.state === 'connected' && v.reconnects > on2.reconnects, 'the device reconnected', 20_000, d.proc);
+  assert.equal(again.gateway, via, 'it stayed on gateway 2');
+  assert.equal(again.sessionId, on2.sessionId, 'and resumed its session there');
+  assert.equal(again.failovers, 1, 'no second failover');
+  assert.doesNotMatch(g.servers[0]!.proc.output(), /session/, 'the restarted gateway 1 was not used');
+  const w = await fioPattern(d.uri, '4M', '0x13579bdf');
+  assert.equal(w.errors, 0, w.raw.slice(-2000));
 });
 
 async function waitSetState(runDir: string, state: string): Promise<void> {

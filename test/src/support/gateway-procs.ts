@@ -16,6 +16,7 @@ export interface GatewayView {
   gateway?: string;
   failover?: string[];
   failovers?: number;
+  reconnects: number;
   sessionId?: string;
 }
 
