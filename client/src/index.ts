@@ -13,6 +13,7 @@ export { tuneDaemonMemory } from './daemon/memory.js';
 export { newSecret, tokenOf, transportOptions, type TargetSpec } from './target-spec.js';
 export { splitCredentials } from './transport/url.js';
 export { Backoff, type BackoffOptions } from './transport/reconnect.js';
+export { Gateways } from './transport/gateways.js';
 export { RangeLock, type RangeHold } from './replica/range-lock.js';
 export { DirtyMap, regionShiftFor } from './replica/dirty-map.js';
 export { ReplicaSet, type ReplicaSetOptions, type ReplicaSetStatus, type ReplicaStatus, type ReplicaState } from './replica/replica-set.js';

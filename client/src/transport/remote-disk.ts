@@ -8,6 +8,7 @@ import {
 } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
 import { ConnectError, FINAL_CLOSE_CODES, ServerConnection, type ConnectionEvents } from './connection.js';
+import { Gateways } from './gateways.js';
 import { InflightTable, type InflightEntry } from './inflight.js';
 import { Backoff } from './reconnect.js';
 import { parseUrl, splitCredentials, withPort } from './url.js';
@@ -71,7 +72,7 @@ export interface TransportStats {
   inflight: number;
   inflightBytes: number;
   reconnects: number;
-  /** The gateway connected to (or being reconnected to): `url` or one of `failover`. */
+  /** The gateway the session lives on (`url` or one of `failover`): connected, or tried first while reconnecting. */
   gateway: string;
   /** Times the connection moved to another gateway. */
   failovers: number;
@@ -121,11 +122,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
   private closed = false;
   private stopped = false;
   private reconnects = 0;
-  /** The export's gateways: `url` first, then the failover ones, in the order given. */
-  private readonly gateways: string[];
-  /** The gateway the session lives on (index in gateways). */
-  private current: number;
-  private failovers = 0;
+  /** `url` and the failover gateways, and the one the session lives on. */
+  private readonly gateways: Gateways;
   /** Why the current gateway was left (for the failover's log line). */
   private lostWhy = '';
   private replayed = 0;
@@ -154,8 +152,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.lz4 = opts.compress === 'lz4';
     this.clientId = opts.clientId ?? `${hostname()}:${process.pid}`;
     this.sessionId = opts.resumeSession ?? '';
-    this.gateways = [opts.url, ...(opts.failover ?? []).filter((u) => u !== opts.url)];
-    this.current = Math.max(0, this.gateways.indexOf(opts.resumeGateway ?? opts.url));
+    this.gateways = new Gateways([opts.url, ...opts.failover ?? []], opts.resumeGateway);
     this.backoff = new Backoff({ initialMs: opts.backoffInitialMs ?? 100, maxMs: opts.backoffMaxMs ?? 5_000, jitter: true, giveUpAfterMs: 0 });
   }
 
@@ -170,7 +167,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     let noted = -Infinity;
     for (;;) {
       try {
-        await disk.openRound(Math.max(1, Math.min(tries.leftMs, disk.gateways.length > 1 ? GATEWAY_TRY_MS : 30_000)), (e) => e.fatal);
+        await disk.openRound(Math.max(1, Math.min(tries.leftMs, disk.gateways.count > 1 ? GATEWAY_TRY_MS : 30_000)), (e) => e.fatal);
         break;
       } catch (e) {
         const last = e instanceof ConnectError ? e : new ConnectError((e as Error).message);
@@ -234,8 +231,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       inflight: this.table.size,
       inflightBytes: this.table.bytesInFlight,
       reconnects: this.reconnects,
-      gateway: this.gateway,
-      failovers: this.failovers,
+      gateway: this.gateways.current,
+      failovers: this.gateways.moves,
       replayed: this.replayed,
       timedOut: this.timedOut,
       requestsSent: this.requestsSent,
@@ -247,11 +244,6 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
 
   get url(): string {
     return this.opts.url;
-  }
-
-  /** The gateway the session lives on: `url`, or the failover gateway it moved to. */
-  get gateway(): string {
-    return this.gateways[this.current]!;
   }
 
   submit(req: IoRequest, cb: IoCallback): void {
@@ -308,17 +300,16 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
    * Rejects with the failure (or, over several gateways, every gateway's).
    */
   private async openRound(timeoutMs: number, final: (e: ConnectError) => boolean): Promise<void> {
-    const order = [this.current, ...this.gateways.keys()].filter((g, i, all) => all.indexOf(g) === i);
     const failed: ConnectError[] = [];
-    for (const g of order) {
+    for (const url of this.gateways.round()) {
       if (this.stopped) break;
       try {
-        await this.open(this.gateways[g]!, timeoutMs);
+        await this.open(url, timeoutMs);
         return;
       } catch (e) {
         const err = e instanceof ConnectError ? e : new ConnectError((e as Error).message);
         if (final(err)) throw err;
-        if (g === this.current) this.lostWhy = err.message;
+        if (url === this.gateways.current) this.lostWhy = err.message;
         failed.push(err);
       }
     }
@@ -363,13 +354,11 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       readOnly: welcome.readOnly || this.opts.readOnly === true, flush: welcome.flush, fua: welcome.fua, discard: welcome.discard,
       writeZeroes: welcome.writeZeroes, maxPayload: welcome.maxPayload,
     };
-    const gateway = this.gateways.indexOf(url);
-    const moved = gateway >= 0 && gateway !== this.current;
+    const left = this.gateways.current;
+    const moved = this.gateways.arrivedAt(url);
     if (moved) {
       // A new gateway has no session of ours: the server opens one, and the replay below re-sends what was outstanding.
-      log.info(`failed over from ${this.gateway} to ${url} (${this.lostWhy || 'unreachable'}); session ${welcome.sessionId.slice(0, 8)} there, replaying ${this.table.size} requests`);
-      this.current = gateway;
-      this.failovers++;
+      log.info(`failed over from ${left} to ${url} (${this.lostWhy || 'unreachable'}); session ${welcome.sessionId.slice(0, 8)} there, replaying ${this.table.size} requests`);
     } else if (this.sessionId && this.sessionId !== welcome.sessionId) {
       log.warn(`session ${this.sessionId.slice(0, 8)} was not resumed (server restarted?); new session ${welcome.sessionId.slice(0, 8)}`);
     }
