@@ -44,8 +44,10 @@ test('three gateways, the first killed: the device goes to the second, not the t
   if (!(await requireTool(t, 'fio'))) return;
   const g = await sameFileGateways(t, 3);
   const d = await startSetDaemon(t, g.dir, [g.urls[0]!], failoverArgs(g.urls));
+  const killedAt = Date.now();
   await g.servers[0]!.kill();
   const v = await waitGateway(d, g.urls[1]!, 'the device is on gateway 2');
+  t.diagnostic(`on gateway 2 within ${Date.now() - killedAt} ms of the kill (list --json polled every 200 ms)`);
   const w = await fioPattern(d.uri, '8M', '0x1f2e3d4c');
   assert.equal(w.errors, 0, w.raw.slice(-2000));
   assert.equal((await listDevice(d)).gateway, g.urls[1], 'still on gateway 2 after I/O');
