@@ -28,6 +28,14 @@ export interface TargetSpec {
   maxInflightBytes: number;
   /** Attach read-only (the device is read-only). */
   readOnly: boolean;
+  /**
+   * Other gateways of the same export (`connect URL --failover URL2 ...`), never with
+   * credentials: a lost connection moves to one of them. Not a replica set: the data is
+   * written once, by whichever gateway the device is on. Absent: `url` only.
+   */
+  failover?: string[];
+  /** The gateway `sessionId` lives on, when it is one of `failover` (absent: `url`). Kept current. */
+  gateway?: string;
   /** A replica set (`connect URL1,URL2,...`): `url` is then its first replica. Absent: one server. */
   set?: SetSpec;
 }
@@ -70,5 +78,6 @@ export function transportOptions(spec: TargetSpec, replica?: { url: string; sess
     url: replica?.url ?? spec.url, token: tokenOf(spec), compress: spec.compress, connectTimeoutMs: spec.connectTimeoutMs,
     ioTimeoutMs: spec.ioTimeoutMs, maxInflightBytes: spec.maxInflightBytes, readOnly: spec.readOnly,
     secret: spec.secret, ...(sessionId ? { resumeSession: sessionId } : {}),
+    ...(!replica && spec.failover?.length ? { failover: spec.failover, ...(spec.gateway ? { resumeGateway: spec.gateway } : {}) } : {}),
   };
 }

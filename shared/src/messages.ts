@@ -5,12 +5,17 @@ export interface Hello {
   version: number;
   /** Stable name of the client (host + device), for logs and the session table. */
   clientId: string;
-  /** Session to resume after a reconnect; absent on a first connect. */
+  /**
+   * Session to resume after a reconnect; absent on a first connect. After a failover it names
+   * the session on the gateway left behind, unknown here: the server opens a new one.
+   */
   resume?: string;
   /**
    * The session's secret (hex): sent with every hello. A new session keeps its hash; a resume
    * must send the same secret, so knowing a session id (printed by `list --json`) is not enough
-   * to take a session over. Only the owning daemon has it (in its 0600 state file).
+   * to take a session over. Only the owning daemon has it (in its 0600 state file). The same
+   * secret goes to every gateway of a device: a writer check across gateways (a lock that records
+   * its hash) can tell the device's own takeover after a failover from a second writer.
    */
   secret?: string;
   /** The client's host name, to name a writer holding an export when another is refused. */

@@ -39,6 +39,8 @@ export interface ConnectOptions {
   resyncRate: number;
   forceInSync?: string;
   metricsListen?: { host: string; port: number };
+  /** Other gateways of the same export, in the order they are tried. */
+  failover: string[];
   /** Hidden: set by the parent of a background daemon or by the supervisor. */
   id?: string;
   readyIpc?: boolean;
@@ -62,7 +64,13 @@ export function connectCommand(): Command {
       + 'Several URLs, comma-separated, make one device over a replica set: writes go to every '
       + 'in-sync replica, reads to one; a replica that fails or stays silent for --replica-timeout is '
       + 'ejected (the new membership is stored on the others first) and, once back, resynced from '
-      + 'the regions written while it was out. Every replica must have the same size.')
+      + 'the regions written while it was out. Every replica must have the same size.\n\n'
+      + '--failover URL2 (repeatable) names another gateway of the same data, e.g. a second `wsblk serve` '
+      + 'in front of the same Ceph RBD image: nothing is written to it while URL works. When the '
+      + 'connection is lost, each retry round tries the gateway the device is on, then the others in '
+      + 'the order given (URL first), and the first that answers takes over: it opens a new session and '
+      + 'the outstanding requests are replayed there. The device stays there (no fail-back). Not a replica '
+      + 'set: the data is written once, and what fences a stale gateway is the store (RBD\'s exclusive lock).')
     .argument('<url>', 'ws://HOST[:PORT]/EXPORT or wss://... (port 7690 by default); ws://:TOKEN@HOST/EXPORT gives the token; URL1,URL2,... a replica set')
     .option('--nbd <socket>', 'serve the export as NBD on this Unix socket instead of a ublk device')
     .option('--token-file <file>', 'file whose first line is the bearer token')
@@ -84,6 +92,7 @@ export function connectCommand(): Command {
     .option('--replica-timeout <seconds>', 'replica set: eject a replica that leaves a request unanswered this long (the last in-sync one is never ejected)', secondsArg, 8)
     .option('--resync-rate <size>', 'replica set: copy at most this much per second while resyncing (0: no limit)', sizeArg, 100 << 20)
     .option('--force-in-sync <url>', 'replica set: trust this replica when the records cannot tell which are in sync (writes the others had and it missed are lost)')
+    .option('--failover <url>', 'another gateway of the same data, tried in order when the connection is lost (repeatable; not with URL1,URL2,...)', collect, [])
     .option('--metrics-listen <host:port>', 'serve the device\'s metrics as Prometheus text at http://HOST:PORT/metrics (also `wsblk stats`)', listenArg)
     .addOption(new Option('--id <id>').hideHelp())
     .addOption(new Option('--ready-ipc').hideHelp())
@@ -103,6 +112,21 @@ export function connectCommand(): Command {
         throw new CliError((e as Error).message, EXIT.USAGE);
       }
       if (urls.length === 0) throw new CliError('no URL given', EXIT.USAGE);
+      if (o.failover.length > 0 && urls.length > 1) {
+        throw new CliError('--failover names other gateways of one export; a replica set (URL1,URL2,...) has no failover gateways', EXIT.USAGE);
+      }
+      try {
+        o.failover = o.failover.map((f) => {
+          const plain = splitCredentials(f);
+          if (plain.token !== undefined) tokens.add(plain.token);
+          return withPort(parseUrl(plain.url));
+        });
+      } catch (e) {
+        throw new CliError(`--failover: ${(e as Error).message}`, EXIT.USAGE);
+      }
+      const again = [...urls, ...o.failover].find((u, i, all) => all.indexOf(u) !== i);
+      if (again && o.failover.length > 0) throw new CliError(`${again} is given twice`, EXIT.USAGE);
+      if (tokens.size > 1 && o.failover.length > 0) throw new CliError('the URLs carry different tokens: the gateways of a device use one token', EXIT.USAGE);
       const dup = urls.find((u, i) => urls.indexOf(u) !== i);
       if (dup) throw new CliError(`${dup} is given twice`, EXIT.USAGE);
       if (tokens.size > 1) throw new CliError('the URLs carry different tokens: a replica set uses one token for every replica', EXIT.USAGE);
@@ -145,6 +169,11 @@ export function connectCommand(): Command {
     });
 }
 
+/** commander's accumulator for a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 /** The arguments that reproduce this connect in a child process. */
 function childArgs(url: string, o: ConnectOptions, id: string): string[] {
   return ['connect', url, '--foreground', '--ready-ipc', '--id', id,
@@ -155,6 +184,7 @@ function childArgs(url: string, o: ConnectOptions, id: string): string[] {
     ...(o.supervise ? [] : ['--no-supervise']), ...(o.readOnly ? ['--read-only'] : []), ...(o.steal ? ['--steal'] : []),
     '--failfast-timeout', String(o.failfastTimeout), '--min-in-sync', String(o.minInSync), '--on-no-quorum', o.onNoQuorum, '--replica-timeout', String(o.replicaTimeout),
     '--resync-rate', String(o.resyncRate), ...(o.forceInSync ? ['--force-in-sync', o.forceInSync] : []),
+    ...o.failover.flatMap((f) => ['--failover', f]),
     ...(o.metricsListen ? ['--metrics-listen', `${o.metricsListen.host.includes(':') ? `[${o.metricsListen.host}]` : o.metricsListen.host}:${o.metricsListen.port}`] : [])];
 }
 
@@ -178,6 +208,7 @@ export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd'
     token: o.tokenFile ? { file: o.tokenFile } : process.env.WSBLK_TOKEN ? { env: 'WSBLK_TOKEN' } : 'none',
     sessionId: '', secret: newSecret(), compress: o.compress, connectTimeoutMs: o.connectTimeout * 1000,
     ioTimeoutMs: o.ioTimeout * 1000, maxInflightBytes: o.maxInflight, readOnly: o.readOnly === true,
+    ...(o.failover.length > 0 ? { failover: o.failover } : {}),
     ...(urls.length > 1 ? {
       set: {
         replicas: urls.map((u) => ({ url: u, sessionId: '' })), minInSync: o.minInSync, onNoQuorum: o.onNoQuorum,

@@ -21,6 +21,8 @@ export async function collectDevices(): Promise<Array<{ state: DeviceState; entr
   return Promise.all(states.map(async (s) => {
     const base: DeviceEntry = {
       id: s.id, kind: s.kind, device: s.device, url: s.target?.set ? s.target.set.replicas.map((r) => r.url).join(',') : s.url, pid: s.pid, state: 'dead', inflight: null, reconnects: null,
+      // A dead daemon's gateways too: the one its session lives on is where recover resumes it.
+      ...(s.target?.failover?.length ? { gateway: s.target.gateway ?? s.target.url, failover: s.target.failover } : {}),
     };
     let entry: DeviceEntry;
     if (!s.pid) entry = { ...base, state: 'starting' };

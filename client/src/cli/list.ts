@@ -8,7 +8,9 @@ export function listCommand(): Command {
       + 'connected, reconnecting, dead (daemon gone: disconnect or recover it), unresponsive. A replica '
       + 'set\'s device lists its set\'s epoch and each replica\'s state under it: in-sync, resyncing '
       + '(with the percent done), ejected (reachable, out of the set until resynced), unreachable. '
-      + 'With --json, `replicas: [{url, state, connected, outstanding, resync?, reason?}]` and `epoch`.')
+      + 'With --json, `replicas: [{url, state, connected, outstanding, resync?, reason?}]` and `epoch`. '
+      + 'A device with failover gateways (connect --failover) lists each gateway under it, marking the one '
+      + 'it is on; with --json, `gateway` (the one it is on), `failover: [...]` and `failovers` (times it moved).')
     .option('--json', 'print a JSON array (one object per device)')
     .action(async (o: { json?: boolean }) => {
       const rows = (await collectDevices()).map((d) => d.entry);
@@ -27,6 +29,10 @@ export function listCommand(): Command {
       process.stdout.write(line(cols.map((c) => c.toUpperCase())));
       for (const [i, row] of cells.entries()) {
         process.stdout.write(line(row));
+        const failover = rows[i]!.failover as string[] | undefined;
+        if (failover) {
+          for (const g of [rows[i]!.url, ...failover]) process.stdout.write(`  gateway ${g}${g === rows[i]!.gateway ? '  (current)' : ''}\n`);
+        }
         const reps = rows[i]!.replicas as Array<{ url: string; state: string; resync?: { percent: number }; reason?: string }> | undefined;
         if (!reps) continue;
         process.stdout.write(`  replica set epoch ${String(rows[i]!.epoch)}, ${String(rows[i]!.inSync)} of ${reps.length} in sync\n`);

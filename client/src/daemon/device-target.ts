@@ -42,9 +42,20 @@ export interface OpenOptions {
 /** One server: the RemoteDisk itself. */
 async function single(spec: TargetSpec, o: OpenOptions): Promise<DeviceTarget> {
   const disk = await RemoteDisk.connect(diskOptions(spec, undefined, o));
-  spec.sessionId = disk.stats.sessionId;
+  // The session and the gateway it lives on: a recovering daemon resumes it there first.
+  const keep = (): boolean => {
+    const { sessionId, gateway } = disk.stats;
+    const onGateway = gateway === spec.url ? undefined : gateway;
+    if (sessionId === spec.sessionId && onGateway === spec.gateway) return false;
+    spec.sessionId = sessionId;
+    if (onGateway) spec.gateway = onGateway;
+    else delete spec.gateway;
+    return true;
+  };
+  keep();
   const m = o.metrics;
   m.transport = () => disk.stats;
+  if (spec.failover?.length) m.gateways = [spec.url, ...spec.failover];
   const send = (req: IoRequest, cb: IoCallback) => disk.submit(req, cb);
   return {
     get info() { return disk.info; },
@@ -58,16 +69,14 @@ async function single(spec: TargetSpec, o: OpenOptions): Promise<DeviceTarget> {
         state: t.connected ? 'connected' : 'reconnecting', inflight: t.inflight, reconnects: t.reconnects,
         replayed: t.replayed, timedOut: t.timedOut, requestsSent: t.requestsSent, messagesSent: t.messagesSent,
         repliesReceived: t.repliesReceived, messagesReceived: t.messagesReceived, sessionId: t.sessionId, epoch: t.epoch,
+        ...(spec.failover?.length ? { gateway: t.gateway, failover: spec.failover, failovers: t.failovers } : {}),
         io: m.io.snapshot(),
       };
     },
     close: (ms) => disk.close(ms),
     onFenced: (fn) => disk.on('fenced', fn),
     onChange: (fn) => disk.on('connected', () => {
-      if (disk.stats.sessionId !== spec.sessionId) {
-        spec.sessionId = disk.stats.sessionId;
-        fn();
-      }
+      if (keep()) fn();
     }),
   };
 }

@@ -60,6 +60,8 @@ export class DaemonMetrics {
   readonly replicas: ReplicaSource[] = [];
   /** Single server: its transport's figures. */
   transport: (() => TransportStats) | undefined;
+  /** Single server with --failover: every gateway, the primary first. */
+  gateways: string[] = [];
   /** Replica set: each replica's status (state, outstanding, resync). */
   replicaStatus: (() => ReplicaStatus[]) | undefined;
   /** Ejections seen per replica (a replica leaving in-sync or resyncing for ejected/unreachable). */
@@ -105,6 +107,16 @@ export class DaemonMetrics {
     perTransport('wsblk_client_reconnects_total', 'Connections to the server made again after one was lost.', (t) => t.reconnects);
     perTransport('wsblk_client_replayed_requests_total', 'Requests sent again on a new connection (the server answers a done one from its window).', (t) => t.replayed);
     perTransport('wsblk_client_timed_out_requests_total', 'Requests failed by --io-timeout.', (t) => t.timedOut);
+    perTransport('wsblk_client_failovers_total', 'Times the connection moved to another gateway (connect --failover).', (t) => t.failovers);
+    new Gauge({
+      name: 'wsblk_client_gateway', help: 'The gateway the device is on (1), of those it may fail over to (0); absent without --failover.',
+      labelNames: ['device', 'gateway'], registers: [r],
+      collect() {
+        this.reset();
+        const t = self.transport?.();
+        for (const g of self.gateways) this.set({ ...dev, gateway: g }, t?.gateway === g ? 1 : 0);
+      },
+    });
     new Counter({
       name: 'wsblk_client_replica_ejections_total', help: 'Times a replica was ejected from the set (failed, or silent for --replica-timeout).',
       labelNames: ['device', 'replica'], registers: [r],

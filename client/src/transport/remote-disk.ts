@@ -8,6 +8,7 @@ import {
 } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
 import { ConnectError, FINAL_CLOSE_CODES, ServerConnection, type ConnectionEvents } from './connection.js';
+import { Gateways } from './gateways.js';
 import { InflightTable, type InflightEntry } from './inflight.js';
 import { Backoff } from './reconnect.js';
 import { parseUrl, splitCredentials, withPort } from './url.js';
@@ -20,6 +21,14 @@ const log = logger('transport');
 export interface RemoteDiskOptions {
   /** ws[s]://host:port/<export>; credentials in it (ws://user:token@...) are the token, and are dropped from it. */
   url: string;
+  /**
+   * Other gateways of the same export (connect --failover): a lost connection is taken up on
+   * one of them when its own gateway does not answer. Credentials in them are dropped: the
+   * device has one token (`token`, or the one in `url`).
+   */
+  failover?: string[];
+  /** The gateway `resumeSession` lives on (`url` or one of `failover`): tried first. Default `url`. */
+  resumeGateway?: string;
   /** Bearer token sent at the upgrade (wins over one in the URL). */
   token?: string;
   compress?: 'lz4' | 'none';
@@ -63,6 +72,10 @@ export interface TransportStats {
   inflight: number;
   inflightBytes: number;
   reconnects: number;
+  /** The gateway the session lives on (`url` or one of `failover`): connected, or tried first while reconnecting. */
+  gateway: string;
+  /** Times the connection moved to another gateway. */
+  failovers: number;
   replayed: number;
   timedOut: number;
   /** Requests sent (replays included) and the messages that carried them: their ratio is the batch size. */
@@ -78,12 +91,17 @@ const MAX_BATCH_BYTES = 16 << 20;
 /** When a first connect that keeps failing first says so (onWait), and how often after that. */
 const WAIT_FIRST_NOTE_MS = 2_000;
 const WAIT_NOTE_MS = 5_000;
+/** A first connect with failover gateways gives each this long before trying the next one. */
+const GATEWAY_TRY_MS = 5_000;
 /**
  * The client transport: one remote export over one connection at a time. It composes a
  * ServerConnection (hello, welcome, keepalive, decode, send), the InflightTable (what is
  * outstanding, and so what is replayed) and a Backoff (when to reconnect). It keeps every
  * request until the server answers it; on a lost connection it reconnects, resumes the
  * session (the server fences the old connection) and replays what is outstanding, in order.
+ * With failover gateways, each reconnect round tries the gateway the session lives on first,
+ * then the others in list order; a new gateway has no such session, so the client opens a new
+ * one there and replays the same requests (writes are positional: a replay is harmless).
  * Emits 'connected' (welcome), 'disconnected' (reason), 'fenced' (why: the server will not
  * take this client back, e.g. another client took the session or the export over: this one stops).
  */
@@ -104,6 +122,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
   private closed = false;
   private stopped = false;
   private reconnects = 0;
+  /** `url` and the failover gateways, and the one the session lives on. */
+  private readonly gateways: Gateways;
+  /** Why the current gateway was left (for the failover's log line). */
+  private lostWhy = '';
   private replayed = 0;
   private timedOut = 0;
   private requestsSent = 0;
@@ -130,15 +152,13 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.lz4 = opts.compress === 'lz4';
     this.clientId = opts.clientId ?? `${hostname()}:${process.pid}`;
     this.sessionId = opts.resumeSession ?? '';
+    this.gateways = new Gateways([opts.url, ...opts.failover ?? []], opts.resumeGateway);
     this.backoff = new Backoff({ initialMs: opts.backoffInitialMs ?? 100, maxMs: opts.backoffMaxMs ?? 5_000, jitter: true, giveUpAfterMs: 0 });
   }
 
   /** Connects and waits for the welcome. Rejects with a ConnectError that says why. */
   static async connect(opts: RemoteDiskOptions): Promise<RemoteDisk> {
-    const plain = splitCredentials(opts.url);
-    const url = parseUrl(plain.url);
-    const token = opts.token ?? plain.token;
-    const disk = new RemoteDisk({ ...opts, url: withPort(url), ...(token ? { token } : {}) });
+    const disk = new RemoteDisk(normalized(opts));
     const timeoutMs = opts.connectTimeoutMs ?? 30_000;
     // 0 waits for the server forever (a recovering daemon: the kernel holds the I/O meanwhile).
     const tries = new Backoff({ initialMs: 100, maxMs: 1000, jitter: false, giveUpAfterMs: timeoutMs });
@@ -147,7 +167,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     let noted = -Infinity;
     for (;;) {
       try {
-        await disk.open(Math.max(1, Math.min(tries.leftMs, 30_000)));
+        await disk.openRound(Math.max(1, Math.min(tries.leftMs, disk.gateways.count > 1 ? GATEWAY_TRY_MS : 30_000)), (e) => e.fatal);
         break;
       } catch (e) {
         const last = e instanceof ConnectError ? e : new ConnectError((e as Error).message);
@@ -174,9 +194,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
    * returned at once; 'connected' tells when it is there. Its info is unknown until then.
    */
   static background(opts: RemoteDiskOptions): RemoteDisk {
-    const plain = splitCredentials(opts.url);
-    const token = opts.token ?? plain.token;
-    const disk = new RemoteDisk({ ...opts, url: withPort(parseUrl(plain.url)), ...(token ? { token } : {}) });
+    const disk = new RemoteDisk(normalized(opts));
     disk.startTimers();
     disk.scheduleReconnect();
     return disk;
@@ -213,6 +231,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       inflight: this.table.size,
       inflightBytes: this.table.bytesInFlight,
       reconnects: this.reconnects,
+      gateway: this.gateways.current,
+      failovers: this.gateways.moves,
       replayed: this.replayed,
       timedOut: this.timedOut,
       requestsSent: this.requestsSent,
@@ -273,9 +293,33 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
 
   // --- connection -------------------------------------------------------------------------
 
-  private async open(timeoutMs: number): Promise<void> {
+  /**
+   * One round: the gateway the session lives on (it can resume there, and its dedup window
+   * answers replays), then the others in list order, with no pause between them; the backoff is
+   * between rounds. A failure `final` says retrying cannot help ends the round at once.
+   * Rejects with the failure (or, over several gateways, every gateway's).
+   */
+  private async openRound(timeoutMs: number, final: (e: ConnectError) => boolean): Promise<void> {
+    const failed: ConnectError[] = [];
+    for (const url of this.gateways.round()) {
+      if (this.stopped) break;
+      try {
+        await this.open(url, timeoutMs);
+        return;
+      } catch (e) {
+        const err = e instanceof ConnectError ? e : new ConnectError((e as Error).message);
+        if (final(err)) throw err;
+        if (url === this.gateways.current) this.lostWhy = err.message;
+        failed.push(err);
+      }
+    }
+    if (failed.length <= 1) throw failed[0] ?? new ConnectError(`${this.opts.url}: transport closed`, undefined, true);
+    throw new ConnectError(`no gateway answered: ${failed.map((e) => e.message).join('; ')}`, undefined, failed.every((e) => e.fatal));
+  }
+
+  private async open(url: string, timeoutMs: number): Promise<void> {
     await ServerConnection.open({
-      url: this.opts.url, timeoutMs,
+      url, timeoutMs,
       ...(this.opts.token ? { token: this.opts.token } : {}),
       ...(this.opts.tls ? { tls: this.opts.tls } : {}),
       ...(this.opts.lendReads ? { lendReads: true } : {}),
@@ -296,7 +340,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
 
   /** A welcome came: refuse it, or make its connection the current one and replay. */
   private attach(conn: ServerConnection, welcome: Welcome): ConnectError | undefined {
-    const url = this.opts.url;
+    const url = conn.url;
     if (this.welcome && (welcome.size !== this.welcome.size || welcome.blockSize !== this.welcome.blockSize)) {
       return new ConnectError(`${url}: the export changed size or block size (${this.welcome.size} -> ${welcome.size}); refusing to replay onto it`, undefined, true);
     }
@@ -310,9 +354,15 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       readOnly: welcome.readOnly || this.opts.readOnly === true, flush: welcome.flush, fua: welcome.fua, discard: welcome.discard,
       writeZeroes: welcome.writeZeroes, maxPayload: welcome.maxPayload,
     };
-    if (this.sessionId && this.sessionId !== welcome.sessionId) {
+    const left = this.gateways.current;
+    const moved = this.gateways.arrivedAt(url);
+    if (moved) {
+      // A new gateway has no session of ours: the server opens one, and the replay below re-sends what was outstanding.
+      log.info(`failed over from ${left} to ${url} (${this.lostWhy || 'unreachable'}); session ${welcome.sessionId.slice(0, 8)} there, replaying ${this.table.size} requests`);
+    } else if (this.sessionId && this.sessionId !== welcome.sessionId) {
       log.warn(`session ${this.sessionId.slice(0, 8)} was not resumed (server restarted?); new session ${welcome.sessionId.slice(0, 8)}`);
     }
+    this.lostWhy = '';
     this.sessionId = welcome.sessionId;
     this.epoch = welcome.epoch;
     if (welcome.nextSeq > this.nextSeq) this.nextSeq = welcome.nextSeq;
@@ -322,7 +372,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     if (!first) this.reconnects++;
     if (!first && replay) {
       this.replayed += replay;
-      log.info(`reconnected (session ${welcome.sessionId.slice(0, 8)} epoch ${welcome.epoch}, ${welcome.resumed ? 'resumed' : 'new'}); replaying ${replay} requests`);
+      // A failover said so above.
+      if (!moved) log.info(`reconnected (session ${welcome.sessionId.slice(0, 8)} epoch ${welcome.epoch}, ${welcome.resumed ? 'resumed' : 'new'}); replaying ${replay} requests`);
     }
     this.ready = true;
     this.emit('connected', welcome);
@@ -336,7 +387,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.conn = undefined;
     if (this.stopped) return;
     if (FINAL_CLOSE_CODES.has(code)) return this.stopFor(code, reason);
-    log.warn(`connection lost (${code}${reason ? ' ' + reason : ''}); ${this.table.size} requests outstanding`);
+    this.lostWhy = `connection lost (${code}${reason ? ' ' + reason : ''})`;
+    log.warn(`${this.lostWhy}; ${this.table.size} requests outstanding`);
     this.emit('disconnected', reason || String(code));
     this.scheduleReconnect();
   }
@@ -362,11 +414,12 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       if (this.stopped) return;
-      this.open(Math.max(5_000, this.opts.backoffMaxMs ?? 5_000)).then(
+      const final = (e: ConnectError) => e.closeCode !== undefined && FINAL_CLOSE_CODES.has(e.closeCode);
+      this.openRound(Math.max(5_000, this.opts.backoffMaxMs ?? 5_000), final).then(
         () => this.backoff.reset(),
         (err: ConnectError) => {
           if (this.stopped) return;
-          if (err.closeCode !== undefined && FINAL_CLOSE_CODES.has(err.closeCode)) return this.stopFor(err.closeCode, err.closeReason ?? '');
+          if (final(err)) return this.stopFor(err.closeCode!, err.closeReason ?? '');
           log.warn(`reconnect failed: ${err.message}`);
           this.scheduleReconnect();
         },
@@ -448,4 +501,15 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     clearInterval(this.ioTimer);
     clearTimeout(this.reconnectTimer);
   }
+}
+
+/** The options with every URL in its canonical form (port written out), the token out of the URL. */
+function normalized(opts: RemoteDiskOptions): RemoteDiskOptions {
+  const canonical = (text: string) => withPort(parseUrl(splitCredentials(text).url));
+  const token = opts.token ?? splitCredentials(opts.url).token;
+  return {
+    ...opts, url: canonical(opts.url), ...(token ? { token } : {}),
+    ...(opts.failover ? { failover: opts.failover.map(canonical) } : {}),
+    ...(opts.resumeGateway ? { resumeGateway: canonical(opts.resumeGateway) } : {}),
+  };
 }

@@ -111,8 +111,8 @@ export async function stopProc(p: Proc, graceMs = 20_000): Promise<void> {
 }
 
 /** `wsblk serve` as a child process; resolves once it listens. Killed at the end of the test. */
-export async function startServer(t: TestContext, port: number, exportsSpec: string[], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
-  const args = [WSBLK, 'serve', '--listen', `127.0.0.1:${port}`, ...exportsSpec.flatMap((e) => ['--export', e])];
+export async function startServer(t: TestContext, port: number, exportsSpec: string[], env: NodeJS.ProcessEnv = {}, more: string[] = []): Promise<Proc> {
+  const args = [WSBLK, 'serve', '--listen', `127.0.0.1:${port}`, ...exportsSpec.flatMap((e) => ['--export', e]), ...more];
   const p = startProc(process.execPath, args, env);
   t.after(() => { p.child.kill('SIGKILL'); });
   await Promise.race([

@@ -10,13 +10,21 @@ import { RawClient } from './raw-client.js';
 import { WSBLK, fio, freePort, sleep, startProc, startServer, stopProc, tempDir, wsblk, type FioResult, type Proc } from './procs.js';
 import { TcpProxy } from './server.js';
 
-/** One storage server with export `d` (memory: its data and record are gone after a kill). */
+/**
+ * One storage server with export `d` (memory: its data and record are gone after a kill; or a
+ * file, which stays, and which several servers may export as gateways of the same data).
+ */
 export class ReplicaServer {
   proc!: Proc;
-  private constructor(private readonly t: TestContext, readonly port: number, readonly size: string) {}
+  private constructor(private readonly t: TestContext, readonly port: number, private readonly exportSpec: string, private readonly args: string[]) {}
 
   static async start(t: TestContext, size: string): Promise<ReplicaServer> {
-    const s = new ReplicaServer(t, await freePort(), size);
+    return ReplicaServer.exporting(t, `d=memory:${size}`);
+  }
+
+  /** A server of `d=SPEC` (e.g. d=file:PATH,size=64M), with more `serve` arguments. */
+  static async exporting(t: TestContext, exportSpec: string, args: string[] = []): Promise<ReplicaServer> {
+    const s = new ReplicaServer(t, await freePort(), exportSpec, args);
     await s.restart();
     return s;
   }
@@ -25,9 +33,9 @@ export class ReplicaServer {
     return `ws://127.0.0.1:${this.port}/d`;
   }
 
-  /** Starts it again on the same port (after kill): the same export, empty. */
+  /** Starts it again on the same port (after kill): the same export (a memory one empty). */
   async restart(): Promise<void> {
-    this.proc = await startServer(this.t, this.port, [`d=memory:${this.size}`]);
+    this.proc = await startServer(this.t, this.port, [this.exportSpec], {}, this.args);
   }
 
   async kill(): Promise<void> {
@@ -108,21 +116,21 @@ export interface SetView {
 }
 
 /** The one device of a run dir, as `wsblk list --json` shows it. */
-export async function listSet(runDir: string): Promise<SetView> {
+export async function listSet<V = SetView>(runDir: string): Promise<V> {
   const r = await wsblk(['list', '--json'], { WSBLK_RUN_DIR: runDir });
   assert.equal(r.code, 0, r.stderr);
-  const list = JSON.parse(r.stdout) as SetView[];
+  const list = JSON.parse(r.stdout) as V[];
   assert.equal(list.length, 1, r.stdout);
   return list[0]!;
 }
 
 /** Polls `wsblk list --json` until `cond` holds; fails with the last view after timeoutMs. */
-export async function waitSet(runDir: string, cond: (s: SetView) => boolean, what: string, timeoutMs = 60_000, log?: Proc): Promise<SetView> {
+export async function waitSet<V = SetView>(runDir: string, cond: (s: V) => boolean, what: string, timeoutMs = 60_000, log?: Proc): Promise<V> {
   const deadline = Date.now() + timeoutMs;
-  let last: SetView | undefined;
+  let last: V | undefined;
   for (;;) {
     try {
-      last = await listSet(runDir);
+      last = await listSet<V>(runDir);
       if (cond(last)) return last;
     } catch (e) {
       if (Date.now() > deadline) throw e;
