@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Op, isAllZero } from '@wsblk/shared';
 import { cephCluster } from '../support/ceph-cluster.js';
 import { startNbdDaemon } from '../support/nbd-daemon.js';
-import { fio, requireTool, tempDir } from '../support/procs.js';
+import { fio, requireTool, sleep, tempDir } from '../support/procs.js';
 import { RawClient } from '../support/raw-client.js';
 import { serve } from '../support/serve-process.js';
 import { runOk } from '../interop/nbd-harness.js';
@@ -76,4 +76,27 @@ test('nbdcopy copies 64 MiB in and back out of an RBD export byte for byte; disc
   assert.ok(view.subarray(0, rel).equals(data.subarray(4 * MiB, at)), 'data before the discard is kept');
   assert.ok(isAllZero(view.subarray(rel, rel + len)), 'the discarded range reads as zeroes');
   assert.ok(view.subarray(rel + len).equals(data.subarray(at + len, 8 * MiB)), 'data after the discard is kept');
+});
+
+test('an image grown with rbd resize shows its new size to a newly connected client', { timeout: 120_000 }, async (t) => {
+  const ceph = await cephCluster(t);
+  if (!ceph) return;
+  await ceph.rbd(['create', '--size', '64M', 'rbd/grow']);
+  const s = await serve(t, ['--export', `d=rbd:rbd/grow,conf=${ceph.conf}`]);
+  const before = await RawClient.connect(s.url('d'));
+  t.after(() => before.terminate());
+  assert.equal((await before.hello({ clientId: 'before', readOnly: true })).size, 64 * MiB);
+  await ceph.rbd(['resize', '--size', '96M', 'rbd/grow']);
+  // The gateway re-reads the size every 500 ms: a client connecting after that sees the new one.
+  let size = 0;
+  for (const deadline = Date.now() + 10_000; size !== 96 * MiB && Date.now() < deadline; await sleep(200)) {
+    const c = await RawClient.connect(s.url('d'));
+    size = (await c.hello({ clientId: 'after', readOnly: true })).size;
+    c.terminate();
+  }
+  assert.equal(size, 96 * MiB, 'a new client sees the grown image');
+  // The wire protocol has no size-change message: a connected client keeps the size of its
+  // welcome, but the grown range already answers (the server checks against the size of the moment).
+  const tail = await before.roundTrip([{ seq: 1, op: Op.Read, flags: 0, offset: 80 * MiB, length: 4096 }]);
+  assert.equal(tail.get(1)!.status, 0);
 });
