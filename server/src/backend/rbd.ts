@@ -181,18 +181,25 @@ export class RbdBackend implements Backend, ClusterLock {
    */
   acquireLock(steal: boolean): Promise<void> {
     return this.serially(async () => {
-      let r = await callAsync(this.lib.rbd_lock_acquire, this.image, RBD_LOCK_MODE_EXCLUSIVE);
+      // A steal does not ask the owner first: a frozen gateway would not answer (librbd waits for it).
+      if (steal) await this.breakLock();
+      const r = await callAsync(this.lib.rbd_lock_acquire, this.image, RBD_LOCK_MODE_EXCLUSIVE);
       if (r === 0) return;
-      if (r !== -30 /* EROFS: the owner refuses to hand it over */ && r !== -16 /* EBUSY */) throw rbdError(r, 'rbd_lock_acquire');
+      // EROFS: the owner took it explicitly and refuses to hand it over; EBUSY: another is busy taking it.
+      if (r !== -30 && r !== -16) throw rbdError(r, 'rbd_lock_acquire');
       const owner = await this.lockOwner();
-      if (!steal) throw new Error(`image ${this.opts.pool}/${this.opts.image} is locked by another gateway${owner ? ` (${owner})` : ''}`);
-      if (owner) {
-        r = await callAsync(this.lib.rbd_lock_break, this.image, RBD_LOCK_MODE_EXCLUSIVE, owner);
-        if (r < 0 && r !== -2 /* ENOENT: released meanwhile */) throw rbdError(r, 'rbd_lock_break');
-      }
-      r = await callAsync(this.lib.rbd_lock_acquire, this.image, RBD_LOCK_MODE_EXCLUSIVE);
-      if (r < 0) throw rbdError(r, 'rbd_lock_acquire');
+      throw new Error(`image ${this.opts.pool}/${this.opts.image} is locked by another gateway${owner ? ` (${owner})` : ''}`);
     });
+  }
+
+  /** Blocklists the lock's owner (unless it is this gateway) and breaks its lock. */
+  private async breakLock(): Promise<void> {
+    const mine = [0];
+    if (this.lib.rbd_is_exclusive_lock_owner(this.image, mine) === 0 && mine[0]) return;
+    const owner = await this.lockOwner();
+    if (!owner) return;
+    const r = await callAsync(this.lib.rbd_lock_break, this.image, RBD_LOCK_MODE_EXCLUSIVE, owner);
+    if (r < 0 && r !== -2 /* ENOENT: released meanwhile */) throw rbdError(r, 'rbd_lock_break');
   }
 
   /** Lets another gateway's writer take the image (this gateway's writer session is gone). */
