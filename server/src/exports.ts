@@ -28,7 +28,7 @@ const NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
  */
 export function parseExportSpec(text: string): ExportSpec {
   const eq = text.indexOf('=');
-  if (eq <= 0) throw new Error(`--export '${text}': expected NAME=file:PATH[,size=SIZE][,ro], NAME=memory:SIZE or NAME=rbd:POOL/IMAGE`);
+  if (eq <= 0) throw new Error(`--export '${text}': expected NAME=file:PATH[,size=SIZE][,ro] or NAME=memory:SIZE`);
   const name = text.slice(0, eq);
   if (!NAME_RE.test(name)) throw new Error(`--export '${text}': export name must be 1-64 of A-Z a-z 0-9 . _ -`);
   const rest = text.slice(eq + 1);
@@ -50,7 +50,7 @@ export function parseExportSpec(text: string): ExportSpec {
     spec.pool = m[1];
     spec.image = m[2];
   } else {
-    throw new Error(`--export '${text}': unknown backend '${kind}' (file, memory or rbd)`);
+    throw new Error(`--export '${text}': unknown backend '${kind}' (file or memory) — Ceph images: rbd:POOL/IMAGE`);
   }
   for (const o of opts) {
     const [k, v] = o.split('=', 2) as [string, string | undefined];
@@ -60,7 +60,7 @@ export function parseExportSpec(text: string): ExportSpec {
     else if (k === 'conf' && v && spec.kind === 'rbd') spec.conf = v;
     else if (k === 'id' && v && spec.kind === 'rbd') spec.id = v;
     else if ((k === 'bs' || k === 'block-size') && (v === '512' || v === '4096')) spec.blockSize = Number(v);
-    else throw new Error(`--export '${text}': unknown option '${o}' (size=SIZE for files, conf=FILE and id=CLIENT for rbd, ro, bs=512|4096)`);
+    else throw new Error(`--export '${text}': unknown option '${o}' (${spec.kind === 'rbd' ? 'conf=FILE, id=CLIENT' : 'size=SIZE for files'}, ro, bs=512|4096)`);
   }
   if (spec.size !== undefined && (spec.size === 0 || spec.size % spec.blockSize !== 0)) {
     throw new Error(`--export '${text}': size must be a non-zero multiple of the block size ${spec.blockSize}`);

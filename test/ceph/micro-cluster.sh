@@ -55,6 +55,10 @@ public addr = v1:127.0.0.1:$port
 [osd.0]
 osd data = $dir/osd
 osd objectstore = memstore
+# The OSD is placed in the CRUSH map by this script; its own update at boot is refused by the
+# monitor now and then ("wrong fsid"), which stops the OSD.
+osd crush update on start = false
+osd class update on start = false
 memstore device bytes = 1073741824
 osd class load list = *
 osd class default list = *
@@ -73,9 +77,10 @@ monmaptool --create --fsid "$fsid" --addv a "[v1:127.0.0.1:$port]" "$dir/monmap"
 ceph-mon --id a --mkfs --monmap "$dir/monmap" --keyring /dev/null >>"$dir/log/mkfs.log" 2>&1
 touch "$dir/mon/keyring"
 ceph-mon --id a
-osd=$(ceph osd create)
+osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+osd=$(ceph osd create "$osd_uuid")
 ceph osd crush add "osd.$osd" 1 root=default >/dev/null 2>&1
-ceph-osd --id "$osd" --mkfs >>"$dir/log/mkfs.log" 2>&1
+ceph-osd --id "$osd" --mkfs --osd-uuid "$osd_uuid" >>"$dir/log/mkfs.log" 2>&1
 ceph-osd --id "$osd"
 ceph osd pool create rbd 8 >/dev/null 2>&1
 rbd pool init rbd

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Op, isAllZero } from '@wsblk/shared';
+import { Op, encodeSetRecord, isAllZero, type SetRecord } from '@wsblk/shared';
 import { cephCluster } from '../support/ceph-cluster.js';
 import { startNbdDaemon } from '../support/nbd-daemon.js';
-import { fio, requireTool, sleep, tempDir } from '../support/procs.js';
+import { fio, requireTool, sleep, tempDir, wsblk } from '../support/procs.js';
 import { RawClient } from '../support/raw-client.js';
 import { serve } from '../support/serve-process.js';
 import { runOk } from '../interop/nbd-harness.js';
@@ -99,4 +99,33 @@ test('an image grown with rbd resize shows its new size to a newly connected cli
   // welcome, but the grown range already answers (the server checks against the size of the moment).
   const tail = await before.roundTrip([{ seq: 1, op: Op.Read, flags: 0, offset: 80 * MiB, length: 4096 }]);
   assert.equal(tail.get(1)!.status, 0);
+});
+
+test('an image without exclusive-lock is refused read-write with the fix named, served ,ro; the replica-set record is image metadata', { timeout: 120_000 }, async (t) => {
+  const ceph = await cephCluster(t);
+  if (!ceph) return;
+  await ceph.rbd(['create', '--size', '16M', '--image-feature', 'layering', 'rbd/plain']);
+  const r = await wsblk(['serve', '--listen', '127.0.0.1:0', '--export', `d=rbd:rbd/plain,conf=${ceph.conf}`]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /rbd:rbd\/plain: the image needs the exclusive-lock feature \(rbd feature enable rbd\/plain exclusive-lock\), or export it ,ro/);
+  const ro = await serve(t, ['--export', `d=rbd:rbd/plain,conf=${ceph.conf},ro`]);
+  const c = await RawClient.connect(ro.url('d'));
+  t.after(() => c.terminate());
+  const w = await c.hello({ clientId: 'reader' });
+  assert.deepEqual([w.readOnly, w.size], [true, 16 * MiB]);
+
+  await ceph.rbd(['create', '--size', '16M', 'rbd/meta']);
+  const s = await serve(t, ['--export', `d=rbd:rbd/meta,conf=${ceph.conf}`]);
+  const m = await RawClient.connect(s.url('d'));
+  t.after(() => m.terminate());
+  await m.hello({ clientId: 'writer' });
+  const none = (await m.roundTrip([{ seq: 1, op: Op.MetaRead, flags: 0, offset: 0, length: 0 }])).get(1)!;
+  assert.deepEqual([none.status, none.data], [0, undefined]);
+  const rec: SetRecord = { setId: 'set1', epoch: 2, inSync: ['ws://a:1/d', 'ws://b:1/d'] };
+  const payload = encodeSetRecord(rec);
+  assert.equal((await m.roundTrip([{ seq: 2, op: Op.MetaWrite, flags: 0, offset: 0, length: payload.length, payload }])).get(2)!.status, 0);
+  const back = (await m.roundTrip([{ seq: 3, op: Op.MetaRead, flags: 0, offset: 0, length: 0 }])).get(3)!;
+  assert.deepEqual(JSON.parse(back.data!.toString()), rec);
+  const stored = await ceph.rbd(['image-meta', 'get', 'rbd/meta', 'wsblk.replica-record']);
+  assert.deepEqual(JSON.parse(Buffer.from(stored.trim(), 'base64').toString()), rec, 'kept as image metadata, base64');
 });
