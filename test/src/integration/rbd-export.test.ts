@@ -2,8 +2,7 @@
 // OSD), used through the NBD frontend (`wsblk connect --nbd`) by fio and nbdcopy.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Op, encodeSetRecord, isAllZero, type SetRecord } from '@wsblk/shared';
 import { cephCluster } from '../support/ceph-cluster.js';
@@ -11,7 +10,7 @@ import { startNbdDaemon } from '../support/nbd-daemon.js';
 import { fio, requireTool, sleep, tempDir, wsblk } from '../support/procs.js';
 import { RawClient } from '../support/raw-client.js';
 import { serve } from '../support/serve-process.js';
-import { runOk } from '../interop/nbd-harness.js';
+import { nbdcopyInAndOut, runOk } from '../interop/nbd-harness.js';
 
 const MiB = 1 << 20;
 
@@ -50,13 +49,7 @@ test('nbdcopy copies 64 MiB in and back out of an RBD export byte for byte; disc
   const dir = tempDir(t);
   const s = await serve(t, ['--export', `d=rbd:rbd/copy,conf=${ceph.conf}`]);
   const { uri } = await startNbdDaemon(t, s.url('d'), join(dir, 'd.sock'), join(dir, 'run'));
-  const src = join(dir, 'in.img');
-  const back = join(dir, 'out.img');
-  const data = randomBytes(64 * MiB);
-  writeFileSync(src, data);
-  await runOk('nbdcopy', [src, uri]);
-  await runOk('nbdcopy', [uri, back]);
-  const copied = readFileSync(back);
+  const { data, copied } = await nbdcopyInAndOut(uri, dir, 64 * MiB);
   assert.equal(copied.length, 96 * MiB);
   assert.ok(copied.subarray(0, data.length).equals(data), 'copy differs from the source');
   assert.ok(isAllZero(copied.subarray(data.length)), 'bytes after the copy are not zero');
