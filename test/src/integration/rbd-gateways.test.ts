@@ -33,6 +33,10 @@ test('a second writer through another gateway is refused; --steal blocklists the
   const refused = await b.closedWithin(30_000);
   assert.equal(refused.code, CloseCode.WriterBusy);
   assert.match(refused.reason, /locked by another gateway .*; --steal takes over$/);
+  // librbd does not hand the lock over to another client's write either (the gateway took it
+  // explicitly): a plain librbd writer gets EROFS, and the holder keeps writing.
+  await assert.rejects(ceph.rbd(['bench', '--io-type', 'write', '--io-total', '4096', '--io-size', '4096', 'rbd/lock']), /Read-only file system/);
+  assert.equal((await a.roundTrip([write(2, 1)])).get(2)!.status, 0, 'the holder still writes');
   // A reader through the second gateway is let in (no lock needed) and sees the writer's data.
   const r = await RawClient.connect(g2.url('d'));
   await r.hello({ clientId: 'reader', readOnly: true });
@@ -46,7 +50,7 @@ test('a second writer through another gateway is refused; --steal blocklists the
   const blocklist = await ceph.ceph(['osd', 'blocklist', 'ls']);
   assert.match(blocklist, /127\.0\.0\.1:0\/\d+/, 'the first gateway is blocklisted');
   // The first gateway's writer is fenced by Ceph, not by its own server: its write fails.
-  const late = (await a.roundTrip([write(2, 3)])).get(2)!;
+  const late = (await a.roundTrip([write(4, 3)])).get(4)!;
   assert.notEqual(late.status, 0, 'a blocklisted gateway cannot write');
   assert.ok((await thief.roundTrip([read(2)])).get(2)!.data!.equals(pattern(4096, 2)), 'the thief\'s data stays');
 
