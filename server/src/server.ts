@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { LIMITS, SUBPROTOCOL, acceptUpgrade, bufferPool, logger, upgradeProblem } from '@wsblk/shared';
 import { dupFd, sendv } from '@wsblk/native';
-import type { Backend } from './backend/backend.js';
+import { clusterLockOf, type Backend } from './backend/backend.js';
 import { TokenAuth } from './auth.js';
 import { FaultTable } from './faults/fault-table.js';
 import { faultFilter } from './faults/storage-filter.js';
@@ -71,6 +71,11 @@ export class StorageServer {
   constructor(private readonly opts: StorageServerOptions = {}) {
     this.auth = opts.auth ?? new TokenAuth();
     this.sessions = new SessionTable(opts.sessionGraceMs ?? 120_000);
+    // Another gateway's client may then write the image (the lock spans gateways).
+    this.sessions.onWriterGone = (name) => {
+      this.exports.get(name)?.clusterLock?.releaseLock()
+        .catch((e: Error) => log.warn(`export '${name}': cannot release its cluster lock: ${e.message}`));
+    };
     this.terms = {
       sessions: this.sessions,
       budget: new ReplyBudget(opts.maxConnBuffer ?? 64 << 20, opts.maxBuffer ?? 1 << 30),
@@ -103,7 +108,8 @@ export class StorageServer {
     const membership = new ExportMembership(backend);
     // Known before the first replica-set client is welcomed (admit waits for it too).
     membership.load().catch((e: Error) => log.warn(`export '${name}': cannot read its membership record: ${e.message}`));
-    this.exports.set(name, { name, backend, maxPayload: this.maxPayload, membership, stats: new ExportStats() });
+    const clusterLock = clusterLockOf(plain);
+    this.exports.set(name, { name, backend, maxPayload: this.maxPayload, membership, stats: new ExportStats(), clusterLock });
   }
 
   get exportNames(): string[] {

@@ -46,13 +46,17 @@ export function serveCommand(): Command {
       + 'with the holder named, unless it asks to --steal (the old writer is fenced first). Read-only '
       + 'attaches coexist with the writer. A writer that disconnects cleanly frees the export at once; one '
       + 'whose connection was lost keeps it for --session-grace, so it can resume.\n\n'
+      + 'Ceph: NAME=rbd:POOL/IMAGE serves an RBD image through librbd (loaded at run time: only these exports '
+      + 'need librbd1). Several servers may export one image as gateways; its exclusive lock is the writer lock '
+      + 'across all of them, and --steal blocklists the old owner before it breaks the lock, so a stale '
+      + 'gateway\'s late write cannot land.\n\n'
       + 'Limits: a connection that owes more than --max-conn-buffer of replies (READ data not yet sent), or '
       + 'all of them more than --max-buffer, is not read until the client takes its replies. A connection '
       + 'that sends no hello within --hello-timeout, answers no keepalive for two --keepalive intervals, or '
       + 'stalls in the middle of a frame for --frame-timeout, is closed. A browser page of another site (its Origin is not the address it connects to) is '
       + 'refused with 403 unless --allow-origin names it.')
     .option('--listen <host:port>', 'address to listen on', hostPortArg, { host: '127.0.0.1', port: 7690 })
-    .addOption(new Option('--export <spec>', 'NAME=file:PATH[,size=SIZE][,ro][,bs=512|4096] or NAME=memory:SIZE[,ro] (repeatable, each NAME once); a missing file is created sparse')
+    .addOption(new Option('--export <spec>', 'NAME=file:PATH[,size=SIZE][,ro][,bs=512|4096], NAME=memory:SIZE[,ro] or NAME=rbd:POOL/IMAGE[,conf=FILE][,id=CLIENT][,ro] (repeatable, each NAME once); a missing file is created sparse')
       .argParser((v: string, prev: string[] = []) => [...prev, v]))
     .option('--token-file <file>', 'tokens and what each may open')
     .option('--tls-cert <file>', 'TLS certificate (PEM): serve wss://')

@@ -46,3 +46,18 @@ export interface Backend {
   writeMeta(data: Buffer): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * A writer lock that spans servers, offered by a backend on shared storage (RBD's exclusive
+ * lock): the server takes it for its writer session and lets it go when that session ends.
+ */
+export interface ClusterLock {
+  /** Rejects when another server's writer holds it, unless `steal` fences that one first. */
+  acquireLock(steal: boolean): Promise<void>;
+  releaseLock(): Promise<void>;
+}
+
+export function clusterLockOf(b: Backend): ClusterLock | undefined {
+  const l = b as Partial<ClusterLock>;
+  return typeof l.acquireLock === 'function' && typeof l.releaseLock === 'function' ? (l as ClusterLock) : undefined;
+}

@@ -1,5 +1,5 @@
 import { CloseCode, PROTOCOL_VERSION, logger, type Hello, type Welcome } from '@wsblk/shared';
-import type { Backend } from '../backend/backend.js';
+import type { Backend, ClusterLock } from '../backend/backend.js';
 import type { ExportStats } from '../metrics/export-stats.js';
 import type { ExportMembership, SetView } from '../session/membership.js';
 import { evict, takeOverFenced } from '../session/fence.js';
@@ -15,6 +15,8 @@ export interface ExportHandle {
   membership: ExportMembership;
   /** What its requests did, for /metrics. */
   stats: ExportStats;
+  /** The writer lock shared with other servers of the same storage (an RBD image), if any. */
+  clusterLock?: ClusterLock;
 }
 
 /** What a hello was granted: the session it runs in and what it may do. */
@@ -97,7 +99,7 @@ function admitSession(
     return { session: fresh, epoch: fresh.takeOver(owner), resumed: false, readOnly, ...terms };
   };
   const holder = writer ? sessions.writerOf(exp.name) : undefined;
-  if (!holder) return start();
+  if (!holder) return writer && exp.clusterLock ? lockThenStart(exp, exp.clusterLock, hello.steal === true, sessions, start) : start();
   // The holder made with this hello's secret is this client's own earlier session, one whose
   // welcome it never got (a reconnect that timed out after the server had admitted it): the
   // client cannot resume it by id, and must not be locked out by it. It is replaced, as a steal.
@@ -113,8 +115,28 @@ function admitSession(
     // Another steal may have won the export while this one waited for the drain.
     const winner = sessions.writerOf(exp.name);
     if (winner) throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(winner, sessions.graceMs)}; --steal takes over`);
-    return start();
+    return exp.clusterLock ? lockThenStart(exp, exp.clusterLock, true, sessions, start) : start();
   });
+}
+
+/**
+ * A new writer on storage other servers share: this server's writer must hold the cluster-wide
+ * lock first (another gateway's writer refuses it, --steal fences that gateway).
+ */
+function lockThenStart(
+  exp: ExportHandle, lock: ClusterLock, steal: boolean, sessions: SessionTable, start: () => Admission,
+): Promise<Admission> {
+  return lock.acquireLock(steal).then(
+    () => {
+      // Another hello on this server may have become the writer while the lock was taken.
+      const winner = sessions.writerOf(exp.name);
+      if (winner) throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(winner, sessions.graceMs)}; --steal takes over`);
+      return start();
+    },
+    (e: Error) => {
+      throw new Refusal(CloseCode.WriterBusy, `${e.message.slice(0, 90)}; --steal takes over`);
+    },
+  );
 }
 
 /** The welcome for an admission; the backend's info is read now (it may change later). */

@@ -9,6 +9,9 @@ export class SessionTable {
   /** Export name -> the one session that may write to it, until that session ends. */
   private readonly writers = new Map<string, Session>();
 
+  /** Called when an export's writer session is dropped (a cluster-wide lock goes with it). */
+  onWriterGone: (exportName: string) => void = () => {};
+
   constructor(readonly graceMs: number) {}
 
   create(exportName: string, clientId: string, origin: SessionOrigin = {}): Session {
@@ -67,7 +70,10 @@ export class SessionTable {
   forget(s: Session): void {
     this.remove(s);
     if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
-    if (this.writers.get(s.exportName) === s) this.writers.delete(s.exportName);
+    if (this.writers.get(s.exportName) === s) {
+      this.writers.delete(s.exportName);
+      this.onWriterGone(s.exportName);
+    }
   }
 
   /** Live sessions per export: connected, or lost and waiting for their client to resume. */

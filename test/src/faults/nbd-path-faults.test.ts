@@ -5,20 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  CutProxy, WSBLK, fio, stopProc, freePort, readIf, requireTool, sleep, startProc, startServer, tempDir, wsblk, type Proc,
+  CutProxy, fio, freePort, readIf, requireTool, sleep, startServer, tempDir, wsblk,
 } from '../support/procs.js';
+import { startNbdDaemon } from '../support/nbd-daemon.js';
 
-/** `wsblk connect --foreground --nbd`; resolves with the URI once the daemon printed it. */
-async function startDaemon(t: import('node:test').TestContext, url: string, sock: string, runDir: string): Promise<{ proc: Proc; uri: string }> {
-  const proc = startProc(process.execPath, [WSBLK, 'connect', url, '--nbd', sock, '--foreground'], { WSBLK_RUN_DIR: runDir });
-  t.after(() => stopProc(proc));
-  const deadline = Date.now() + 20_000;
-  while (!proc.output().includes('nbd+unix://')) {
-    if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`daemon did not become ready:\n${proc.output()}`);
-    await sleep(50);
-  }
-  return { proc, uri: `nbd+unix:///?socket=${sock}` };
-}
+const startDaemon = startNbdDaemon;
 
 const fioVerifyArgs = (uri: string, size: string) => [
   '--name=verify', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=32',

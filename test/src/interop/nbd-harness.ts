@@ -2,7 +2,8 @@
 // -> NbdExport -> RemoteDisk (WebSocket, loopback) -> StorageServer -> backend. Set
 // WSBLK_INTEROP_TARGET=memory to test the NBD frontend alone over an in-memory target.
 import { execFile } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -114,4 +115,18 @@ export async function runOk(cmd: string, args: string[], timeoutMs?: number): Pr
   const r = await run(cmd, args, timeoutMs);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   return r;
+}
+
+/**
+ * nbdcopy of `bytes` random bytes from a file in `dir` into the export, then of the whole
+ * export back out: the data sent and everything that came back.
+ */
+export async function nbdcopyInAndOut(uri: string, dir: string, bytes: number): Promise<{ data: Buffer; copied: Buffer }> {
+  const src = join(dir, 'in.img');
+  const back = join(dir, 'out.img');
+  const data = randomBytes(bytes);
+  writeFileSync(src, data);
+  await runOk('nbdcopy', [src, uri]);
+  await runOk('nbdcopy', [uri, back]);
+  return { data, copied: readFileSync(back) };
 }

@@ -1,24 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { isAllZero } from '@wsblk/shared';
-import { DISK_BYTES, exportForTest, haveTools, runOk } from './nbd-harness.js';
+import { DISK_BYTES, exportForTest, haveTools, nbdcopyInAndOut } from './nbd-harness.js';
 
 const MiB = 1 << 20;
 
 test('nbdcopy copies a 64 MiB random file in and back out byte for byte', { timeout: 300_000 }, async (t) => {
   if (!haveTools(t, 'nbdcopy')) return;
   const { uri, dir } = await exportForTest(t);
-  const src = join(dir, 'in.img');
-  const back = join(dir, 'out.img');
-  const data = randomBytes(64 * MiB);
-  writeFileSync(src, data);
-  await runOk('nbdcopy', [src, uri]);
+  const { data, copied } = await nbdcopyInAndOut(uri, dir, 64 * MiB);
   // The export is larger than the file: what follows the copied bytes must still read as zeroes.
-  await runOk('nbdcopy', [uri, back]);
-  const copied = readFileSync(back);
   assert.equal(copied.length, DISK_BYTES);
   assert.ok(copied.subarray(0, data.length).equals(data), 'copy differs from the source');
   assert.ok(isAllZero(copied.subarray(data.length)), 'bytes after the copy are not zero');

@@ -62,3 +62,14 @@ test('openBackend opens a memory or file backend as the spec says', async () => 
     t.cleanup();
   }
 });
+
+test('rbd:POOL/IMAGE takes conf=, id= and ro; a malformed one is refused in one line', () => {
+  assert.deepEqual(parseExportSpec('c=rbd:pool1/img0,conf=/etc/ceph/other.conf,id=wsblk,ro'), {
+    name: 'c', kind: 'rbd', pool: 'pool1', image: 'img0', conf: '/etc/ceph/other.conf', id: 'wsblk', readOnly: true, blockSize: 512,
+  });
+  assert.deepEqual(parseExportSpec('c=rbd:rbd/disk'), { name: 'c', kind: 'rbd', pool: 'rbd', image: 'disk', readOnly: false, blockSize: 512 });
+  refuses('c=rbd:disk', /rbd: needs POOL\/IMAGE, e\.g\. rbd:rbd\/disk0$/);
+  refuses('c=rbd:a/b/c', /rbd: needs POOL\/IMAGE/);
+  refuses('c=rbd:a/b,size=1G', /unknown option 'size=1G' \(conf=FILE, id=CLIENT, ro, bs=512\|4096\)$/);
+  refuses('c=memory:1M,conf=/x', /unknown option 'conf=\/x'/);
+});
