@@ -1,6 +1,7 @@
 // The lab's device: a `wsblk connect URL1,URL2,... --nbd SOCK --foreground` daemon over the
 // scenario's servers, with the scenario's replica-set options, in a run directory of its own.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlPath, listStates } from '../daemon/rundir.js';
 import type { DeviceSpec } from './scenario.js';
@@ -13,7 +14,8 @@ export class LabDevice {
   control = '';
   private tail = '';
 
-  constructor(private readonly spec: DeviceSpec, private readonly servers: LabServer[], dir: string) {
+  /** dir: where its sockets go; logFile: where its output is kept (in the results folder). */
+  constructor(private readonly spec: DeviceSpec, private readonly servers: LabServer[], dir: string, private readonly logFile: string) {
     this.socket = join(dir, 'nbd.sock');
     this.runDir = join(dir, 'run');
   }
@@ -37,7 +39,10 @@ export class LabDevice {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WSBLK_RUN_DIR: this.runDir },
     });
     this.child = child;
-    const keep = (d: string) => { this.tail = (this.tail + d).slice(-8000); };
+    const keep = (d: string) => {
+      this.tail = (this.tail + d).slice(-8000);
+      appendFileSync(this.logFile, d);
+    };
     child.stdout!.setEncoding('utf8').on('data', keep);
     child.stderr!.setEncoding('utf8').on('data', keep);
     const deadline = Date.now() + 60_000;

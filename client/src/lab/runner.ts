@@ -45,7 +45,7 @@ export class LabRunner {
     mkdirSync(o.folder, { recursive: true });
     // Sockets live in a short path of their own: a results folder may be too deep for a Unix socket.
     this.scratch = mkdtempSync(join(tmpdir(), 'wsblk-lab-'));
-    this.servers = new LabServers(scenario.servers, o.folder, scenario.file);
+    this.servers = new LabServers(scenario.servers, o.folder, this.scratch, scenario.file);
   }
 
   /** Stops the run early (Ctrl-C, SIGTERM): run() cleans up and rejects with the reason. */
@@ -82,7 +82,7 @@ export class LabRunner {
     const replicas = sc.device.servers.map((n) => this.servers.get(n));
     const schedule = new Schedule(sc.schedule, this.servers, this.elapsedS);
     await schedule.prepare();
-    const device = new LabDevice(sc.device, replicas, this.scratch);
+    const device = new LabDevice(sc.device, replicas, this.scratch, join(this.o.folder, 'device.log'));
     this.device = device;
     await device.start();
     this.check();

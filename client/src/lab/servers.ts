@@ -4,7 +4,7 @@
 // across a restart; memory exports come back empty (the set then compares them in full).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerSpec } from './scenario.js';
@@ -21,7 +21,7 @@ export class LabServer {
   /** The last lines of its stderr, for an error message. */
   private tail = '';
 
-  constructor(readonly spec: ServerSpec, private readonly folder: string, private readonly scenarioDir: string,
+  constructor(readonly spec: ServerSpec, private readonly folder: string, private readonly scratch: string, private readonly scenarioDir: string,
     readonly token: string, private readonly adminToken: string) {}
 
   get name(): string {
@@ -49,7 +49,7 @@ export class LabServer {
   async start(): Promise<void> {
     const exp = this.spec.export;
     const store = exp.kind === 'memory' ? `memory:${exp.size}` : `file:${join(this.folder, `${this.name}.img`)},size=${exp.size}`;
-    const tokenFile = join(this.folder, `${this.name}.admin-token`);
+    const tokenFile = join(this.scratch, `${this.name}.admin-token`);
     writeFileSync(tokenFile, `${this.adminToken}\n`, { mode: 0o600 });
     const args = [WSBLK_BIN, 'serve', '--listen', `127.0.0.1:${this.port}`, '--export', `${EXPORT_NAME}=${store}`,
       '--admin-listen', `127.0.0.1:${this.adminPort}`, '--admin-token-file', tokenFile];
@@ -62,6 +62,7 @@ export class LabServer {
       child.stderr!.setEncoding('utf8');
       child.stderr!.on('data', (d: string) => {
         this.tail = (this.tail + d).slice(-4000);
+        appendFileSync(join(this.folder, `${this.name}.log`), d);
         const admin = /admin listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(this.tail);
         const data = /listening on ws:\/\/127\.0\.0\.1:(\d+)\//.exec(this.tail);
         if (admin && data) {
@@ -117,10 +118,11 @@ const safeJson = (text: string): unknown => {
 export class LabServers {
   readonly list: LabServer[];
 
-  constructor(specs: ServerSpec[], folder: string, scenarioFile: string) {
+  /** folder: the results folder (file exports); scratch: a private folder for the token files. */
+  constructor(specs: ServerSpec[], folder: string, scratch: string, scenarioFile: string) {
     const token = randomBytes(16).toString('hex');
     const adminToken = randomBytes(16).toString('hex');
-    this.list = specs.map((s) => new LabServer(s, folder, dirname(resolve(scenarioFile)), s.token ?? token, adminToken));
+    this.list = specs.map((s) => new LabServer(s, folder, scratch, dirname(resolve(scenarioFile)), s.token ?? token, adminToken));
   }
 
   get(name: string): LabServer {

@@ -12,6 +12,7 @@ export interface FioOutcome {
   tail: string;
 }
 
+const perS = (ios: unknown, ms: unknown): number => (Number(ms) > 0 ? (Number(ios) || 0) / (Number(ms) / 1000) : 0);
 const EILSEQ = 84; // what fio's job error is when a verify failed
 
 export function fioArgs(w: FioWorkload, socket: string, size: number, runtimeS: number): string[] {
@@ -59,7 +60,8 @@ export function parseFio(out: string): { summary?: LabFioSummary } {
   return {
     summary: {
       errors: sum((j) => (j.error ? 1 : 0) + (j.total_err ?? 0)),
-      readIops: Math.round(sum((j) => j.read?.iops)), writeIops: Math.round(sum((j) => j.write?.iops)),
+      // fio's own read iops is skewed by verify reads timed apart: ios over the job's run time instead.
+      readIops: Math.round(sum((j) => perS(j.read?.total_ios, j.job_runtime))), writeIops: Math.round(sum((j) => perS(j.write?.total_ios, j.job_runtime))),
       readBytes: sum((j) => j.read?.io_bytes), writeBytes: sum((j) => j.write?.io_bytes),
       ...(verifyErrors > 0 && { verifyErrors }),
     },
