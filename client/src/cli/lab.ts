@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { Command } from 'commander';
-import { LabRunner } from '../lab/runner.js';
+import { LabRunner, unsupported } from '../lab/runner.js';
 import { ScenarioError, parseScenario, type Scenario } from '../lab/scenario.js';
 import { CliError, EXIT } from './errors.js';
 
@@ -44,7 +44,8 @@ function readScenario(file: string): Scenario {
 export function labCommand(): Command {
   const lab = new Command('lab')
     .summary('run experiments: faults under load, metrics, a verdict and a report')
-    .description('Run a whole experiment described in a scenario file (see `wsblk lab run --help`).');
+    .description('Run a whole experiment described in a scenario file (see `wsblk lab run --help`).')
+    .exitOverride(); // before `run` is added, so it inherits it: a bad option exits 2, not 1
   lab.command('run')
     .description('Run the experiment SCENARIO describes and write its results folder; prints the folder and the verdict.')
     .argument('<scenario>', 'a scenario file (YAML or JSON), e.g. examples/kill-and-resync.yaml')
@@ -53,6 +54,8 @@ export function labCommand(): Command {
     .addHelpText('after', RUN_HELP)
     .action(async (file: string, o: { out?: string; quiet?: boolean }) => {
       const scenario = readScenario(file);
+      const why = unsupported(scenario);
+      if (why) throw new CliError(`scenario ${basename(file)}: ${why}`, EXIT.USAGE);
       const folder = o.out ? resolve(o.out) : defaultFolder(scenario.name);
       const runner = new LabRunner(scenario, { folder, ...(o.quiet && { quiet: true }) });
       const stop = (sig: string) => () => runner.abort(`interrupted by ${sig}`);

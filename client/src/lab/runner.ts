@@ -29,6 +29,13 @@ export function historyRegion(deviceSize: number): { offset: number; bytes: numb
   return { offset: deviceSize - bytes, bytes };
 }
 
+/** What a valid scenario asks that the runner cannot do yet, or undefined. */
+export function unsupported(sc: Scenario): string | undefined {
+  if (sc.workload.kind !== 'fio') return 'the fs workload is not yet supported by `wsblk lab run`; use kind: fio';
+  if (sc.device.frontend !== 'nbd') return 'frontend ublk is not yet supported by `wsblk lab run`; use frontend: nbd';
+  return undefined;
+}
+
 // How long the end waits for every replica to be in sync before comparing them.
 const SETTLE_MS = 60_000;
 
@@ -74,8 +81,8 @@ export class LabRunner {
 
   private async experiment(): Promise<LabRun> {
     const sc = this.scenario;
-    if (sc.workload.kind !== 'fio') throw new Error('the fs workload is not yet supported by `wsblk lab run`; use kind: fio');
-    if (sc.device.frontend !== 'nbd') throw new Error('frontend ublk is not yet supported by `wsblk lab run`; use frontend: nbd');
+    const why = unsupported(sc);
+    if (why || sc.workload.kind !== 'fio') throw new Error(why);
     const w = sc.workload;
     await this.servers.startAll();
     this.check();
@@ -111,10 +118,9 @@ export class LabRunner {
       await this.sleepUntil(sc.durationS * 1000);
       this.check();
       phase = 'fio ending';
-      fioOut = await Promise.race([this.fio.done, new Promise<FioOutcome>((r) => setTimeout(() => {
-        this.fio!.kill();
-        r(this.fio!.done);
-      }, 60_000))]);
+      const late = setTimeout(() => this.fio!.kill(), 60_000);
+      fioOut = await this.fio.done;
+      clearTimeout(late);
       this.check();
       phase = 'settling';
       await history.stop(30_000);
@@ -176,7 +182,8 @@ export class LabRunner {
       this.check();
       try {
         const st = await sampler.status();
-        const reps = (st.replicas ?? []) as { url: string; state: string }[];
+        // A replica whose server is down (killed, not restarted) cannot come back: not awaited.
+        const reps = ((st.replicas ?? []) as { url: string; state: string }[]).filter((r) => this.servers.byUrl(r.url)?.running !== false);
         if (reps.length > 0 && reps.every((r) => r.state === 'in-sync')) return;
         last = reps.map((r) => `${this.servers.byUrl(r.url)?.name ?? r.url} ${r.state}`).join(', ');
       } catch (e) {
