@@ -14,7 +14,8 @@ under examples/. The run starts each server (\`wsblk serve\` with an admin liste
 127.0.0.1), connects the device over NBD, runs fio with verify and a writer of our own beside it,
 applies the schedule at its times and samples the device every sampleInterval. At the end it
 checks fio's verify result, the replicas compared by checksum, and that every acknowledged write
-of ours reads back. A partition is made as a transport black hole (results say so).
+of ours reads back. A partition drops the server's packets on 127.0.0.1 with nftables where it
+can (nft installed, CAP_NET_ADMIN), else it is a transport black hole; the results say which.
 
 Results: DIR/results.json (the whole run) and DIR/report.html (verdict, IOPS, latency and
 replica states over time, faults marked). Exit 0: every check passed; 1: a check failed or the

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabDevice } from './device.js';
 import { HistoryWriter } from './history.js';
+import { NftPartitions } from './partition.js';
 import { Progress } from './progress.js';
 import { renderReport } from './report.js';
 import type { LabCheck, LabRun } from './results.js';
@@ -43,6 +44,7 @@ export class LabRunner {
   private readonly servers: LabServers;
   private readonly scratch: string;
   private device: LabDevice | undefined;
+  private nft: NftPartitions | undefined;
   private fio: FioRun | undefined;
   private aborted: string | undefined;
   private abortWake: (() => void) | undefined;
@@ -69,6 +71,7 @@ export class LabRunner {
       this.fio?.kill();
       await this.device?.stop(5_000).catch(() => undefined);
       await this.servers.stopAll();
+      await this.nft?.close();
       rmSync(this.scratch, { recursive: true, force: true });
     }
   }
@@ -87,7 +90,8 @@ export class LabRunner {
     await this.servers.startAll();
     this.check();
     const replicas = sc.device.servers.map((n) => this.servers.get(n));
-    const schedule = new Schedule(sc.schedule, this.servers, this.elapsedS);
+    if (sc.schedule.some((a) => a.action === 'partition')) this.nft = await NftPartitions.open();
+    const schedule = new Schedule(sc.schedule, this.servers, this.elapsedS, this.nft);
     await schedule.prepare();
     const device = new LabDevice(sc.device, replicas, this.scratch, join(this.o.folder, 'device.log'));
     this.device = device;

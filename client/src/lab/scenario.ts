@@ -40,7 +40,8 @@
 // Actions, each on one server:
 //   kill, crash (kill after discarding unflushed writes), restart (after kill or crash);
 //   blackhole / heal (connections stay open, nothing is answered); partition / unpartition
-//   (a real network partition where the runner may make one, else a black hole);
+//   (a real one, nftables dropping the server's packets on loopback, where the runner may make
+//   it: nft and CAP_NET_ADMIN; else a black hole);
 //   slow (delayMs, jitterMs); pause / resume (all I/O held); clear (every fault off).
 //   blackhole, partition, slow and pause take `for: SECONDS` to end by themselves.
 import { basename } from 'node:path';

@@ -1,16 +1,19 @@
 // The scenario's timed actions, applied to the servers at their time: faults through each
-// server's admin API, kill as SIGKILL, restart on the same ports. Actions run one after another
-// (a restart waits for the kill before it); each is recorded as a LabFault with its extent.
+// server's admin API, kill as SIGKILL, restart on the same ports, a partition as nftables drops
+// where the runner can make them (else a black hole). Actions run one after another (a restart
+// waits for the kill before it); each is recorded as a LabFault with its extent.
+import type { NftPartitions } from './partition.js';
 import type { LabFault } from './results.js';
 import type { ScheduledAction } from './scenario.js';
 import { EXPORT_NAME, type LabServer, type LabServers } from './servers.js';
 
-/** How a partition is made: the runner has no network namespaces yet, so it is a black hole. */
-export const PARTITION_MODE = 'transport black hole';
+/** A partition where nftables cannot be used (no nft, no CAP_NET_ADMIN). */
+export const PARTITION_FALLBACK = 'as a transport black hole (nftables not usable here)';
 
 type Kind = 'down' | 'blackhole' | 'partition' | 'slow' | 'pause';
 const FAULT_NAME: Record<Exclude<Kind, 'down'>, string> = { blackhole: 'lab-blackhole', partition: 'lab-partition', slow: 'lab-slow', pause: 'lab-pause' };
 const CRASH_FAULT = 'lab-crash';
+const LASTING = ['blackhole', 'partition', 'slow', 'pause'] as const;
 
 export class Schedule {
   readonly faults: LabFault[] = [];
@@ -20,7 +23,8 @@ export class Schedule {
   private pending: { atS: number; text: string }[] = [];
   private stopped = false;
 
-  constructor(private readonly actions: ScheduledAction[], private readonly servers: LabServers, private readonly elapsedS: () => number) {}
+  constructor(private readonly actions: ScheduledAction[], private readonly servers: LabServers, private readonly elapsedS: () => number,
+    private readonly nft?: NftPartitions) {}
 
   /** Before the run: servers that will crash keep their unflushed writes apart (a crash fault). */
   async prepare(): Promise<void> {
@@ -66,24 +70,33 @@ export class Schedule {
       switch (a.action) {
         case 'kill':
           await s.kill();
+          await this.down(t, s);
           return this.begin(t, a, 'down', 'SIGKILL');
         case 'crash':
           await s.call('POST', `/faults/${CRASH_FAULT}/crash`);
           await s.kill();
+          await this.down(t, s);
           return this.begin(t, a, 'down', 'unflushed writes dropped, then SIGKILL');
         case 'restart':
           await s.start();
           if (this.actions.some((x) => x.action === 'crash' && x.server === s.name && x.atS > a.atS)) await this.armCrash(s);
           if (!this.end(t, s.name, 'down')) this.note(t, a, `back on port ${s.port}`);
           return;
-        case 'blackhole':
         case 'partition':
-          await s.call('POST', '/faults', { kind: 'blackhole', name: FAULT_NAME[a.action] });
-          return this.begin(t, a, a.action, a.action === 'partition' ? `as a ${PARTITION_MODE}` : 'connections open, nothing answered');
+          if (this.nft) {
+            await this.nft.cut(s.port);
+            return this.begin(t, a, 'partition', this.nft.describe(s.port));
+          }
+          await s.call('POST', '/faults', { kind: 'blackhole', name: FAULT_NAME.partition });
+          return this.begin(t, a, 'partition', PARTITION_FALLBACK);
+        case 'blackhole':
+          await s.call('POST', '/faults', { kind: 'blackhole', name: FAULT_NAME.blackhole });
+          return this.begin(t, a, 'blackhole', 'connections open, nothing answered');
         case 'heal':
         case 'unpartition': {
           const kind = a.action === 'heal' ? 'blackhole' : 'partition';
-          await s.call('DELETE', `/faults/${FAULT_NAME[kind]}`);
+          if (kind === 'partition' && this.nft) await this.nft.heal(s.port);
+          else await s.call('DELETE', `/faults/${FAULT_NAME[kind]}`);
           if (!this.end(t, s.name, kind)) this.note(t, a);
           return;
         }
@@ -105,7 +118,8 @@ export class Schedule {
             await s.call('DELETE', '/faults');
             if (this.actions.some((x) => x.action === 'crash' && x.server === s.name && x.atS > a.atS)) await this.armCrash(s);
           }
-          const ended = (['blackhole', 'partition', 'slow', 'pause'] as const).filter((k) => this.end(t, s.name, k));
+          if (this.nft && this.open.has(`${s.name}/partition`)) await this.nft.heal(s.port);
+          const ended = LASTING.filter((k) => this.end(t, s.name, k));
           if (ended.length === 0) this.note(t, a, 'nothing was on');
           return;
         }
@@ -113,6 +127,12 @@ export class Schedule {
     } catch (e) {
       this.note(t, a, `failed: ${(e as Error).message}`);
     }
+  }
+
+  /** A server gone ends what was on it; a partition's drop rule goes too (a restart uses the port). */
+  private async down(t: number, s: LabServer): Promise<void> {
+    if (this.nft && this.open.has(`${s.name}/partition`)) await this.nft.heal(s.port);
+    for (const k of LASTING) this.end(t, s.name, k);
   }
 
   private async armCrash(s: LabServer): Promise<void> {
