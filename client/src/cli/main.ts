@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { connectCommand } from './connect.js';
 import { disconnectCommand } from './disconnect.js';
 import { faultCommand } from './fault.js';
+import { labCommand } from './lab.js';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.js';
 import { listCommand } from './list.js';
 import { withLogOptions } from './log-options.js';
@@ -31,7 +32,7 @@ const program = new Command('wsblk')
 
 // The long-lived commands take --log-level/--log-format (listed after their own options).
 const DAEMON_LOG = '\nA background daemon logs to <id>.log in the run directory; --foreground logs to stderr.';
-for (const cmd of [withLogOptions(serveCommand()), withLogOptions(connectCommand(), DAEMON_LOG), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), statsCommand(), verifyCommand(), faultCommand()]) {
+for (const cmd of [withLogOptions(serveCommand()), withLogOptions(connectCommand(), DAEMON_LOG), disconnectCommand(), listCommand(), recoverCommand(), replicaCommand(), statsCommand(), verifyCommand(), faultCommand(), labCommand()]) {
   program.addCommand(cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP));
 }
 

@@ -15,9 +15,9 @@
 //   device:                            # optional as a whole
 //     servers: [s1, s2, s3]            # replicas (default: every server, in order); exports of one size
 //     frontend: nbd                    # nbd (default, any machine) or ublk
-//     minInSync: 2                     # replicas that must ack a write (default: a majority)
+//     minInSync: 2                     # in-sync replicas a write needs (default 1, as connect --min-in-sync)
 //     onNoQuorum: wait                 # wait (default) or error, when fewer than minInSync are in sync
-//     replicaTimeout: 5                # seconds before a silent replica is ejected (default 5)
+//     replicaTimeout: 5                # seconds before a silent replica is ejected (default 8, as connect)
 //     resyncRate: 50M/s                # optional cap on resync traffic, SIZE or SIZE/s
 //     ioTimeout: 30                    # optional: seconds before a request fails with EIO (0 = never)
 //   workload:                          # required
@@ -40,7 +40,8 @@
 // Actions, each on one server:
 //   kill, crash (kill after discarding unflushed writes), restart (after kill or crash);
 //   blackhole / heal (connections stay open, nothing is answered); partition / unpartition
-//   (a real network partition where the runner may make one, else a black hole);
+//   (a real one, nftables dropping the server's packets on loopback, where the runner may make
+//   it: nft and CAP_NET_ADMIN; else a black hole);
 //   slow (delayMs, jitterMs); pause / resume (all I/O held); clear (every fault off).
 //   blackhole, partition, slow and pause take `for: SECONDS` to end by themselves.
 import { basename } from 'node:path';
@@ -231,11 +232,10 @@ function readDevice(read: Reader, value: unknown, servers: ServerSpec[]): Device
   const sizes = new Set(servers.filter((s) => names.includes(s.name)).map((s) => s.export.size));
   if (sizes.size > 1) read.fail('device.servers', `the replicas' exports differ in size (${names.join(', ')}); give them one size`);
   const frontend = read.oneOf('device.frontend', v.frontend, ['nbd', 'ublk'] as const) ?? 'nbd';
-  const majority = Math.floor(names.length / 2) + 1;
-  const minInSync = read.integer('device.minInSync', v.minInSync, { min: 1 }) ?? majority;
+  const minInSync = read.integer('device.minInSync', v.minInSync, { min: 1 }) ?? 1;
   if (minInSync > names.length && names.length > 0) read.fail('device.minInSync', `${minInSync} is more than the ${names.length} replicas`);
   const onNoQuorum = read.oneOf('device.onNoQuorum', v.onNoQuorum, ['wait', 'error'] as const) ?? 'wait';
-  const replicaTimeoutS = read.number('device.replicaTimeout', v.replicaTimeout, { min: 0, minExclusive: true }) ?? 5;
+  const replicaTimeoutS = read.number('device.replicaTimeout', v.replicaTimeout, { min: 0, minExclusive: true }) ?? 8;
   const resyncRate = read.rate('device.resyncRate', v.resyncRate);
   const ioTimeoutS = read.number('device.ioTimeout', v.ioTimeout, { min: 0 });
   return {

@@ -589,7 +589,9 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     if (this.count('in-sync') === 0) return;
     if (r.compare) return this.resync(r);
     r.checking = true;
-    r.link.readMeta().then((rec) => {
+    // A link that reconnected into a black hole is up and silent: without a limit its record
+    // would be awaited forever and the replica never resynced once the path heals.
+    withTimeout(r.link.readMeta(), this.o.replicaTimeoutMs).then((rec) => {
       r.checking = false;
       if (this.closed || !this.replicas.includes(r) || r.mode !== 'out' || !r.map) return; // removed or ejected meanwhile
       if (!rec || rec.setId !== this.setId) {
@@ -603,6 +605,8 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     }, (e: Error) => {
       r.checking = false;
       log.warn(`replica ${r.link.id}: reading its record failed (${e.message}); trying again`);
+      // A silent connection is dropped (what it holds fails): the next try starts on a new one.
+      if (/no answer/.test(e.message)) r.link.abandon(Errno.EIO);
       setTimeout(() => { if (r.link.connected) this.startResync(r); }, 1000).unref();
     });
   }

@@ -37,7 +37,7 @@ test('a minimal scenario gets every default filled', () => {
   assert.deepEqual(s.servers.map((x) => [x.name, x.export.kind, x.export.size]), [
     ['s1', 'memory', 16 << 20], ['s2', 'memory', 16 << 20], ['s3', 'file', 16 << 20],
   ]);
-  assert.deepEqual(s.device, { servers: ['s1', 's2', 's3'], frontend: 'nbd', minInSync: 2, onNoQuorum: 'wait', replicaTimeoutS: 5 });
+  assert.deepEqual(s.device, { servers: ['s1', 's2', 's3'], frontend: 'nbd', minInSync: 1, onNoQuorum: 'wait', replicaTimeoutS: 8 });
   assert.deepEqual(s.workload, { kind: 'fio', rw: 'randwrite', bs: 4096, iodepth: 16, size: 16 << 20, runtimeS: 30, verify: 'crc32c' });
   assert.deepEqual(s.schedule, []);
 });
