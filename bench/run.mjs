@@ -14,6 +14,7 @@ import { checkGoals, formatReport, medianOf, ratios } from './lib/report.mjs';
 import { runProfile } from './lib/profile-run.mjs';
 import { UsageError, readOptions, toBytes } from './lib/args.mjs';
 import { machineInfo, versionOf } from './lib/machine.mjs';
+import { CEPH_TARGETS, missingForCeph, startCeph } from './lib/ceph.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -27,6 +28,13 @@ Runs the same fio jobs (ioengine=nbd), interleaved, against:
   set3     ours over a replica set of 3 wsblk servers (issue 13); after the jobs, the resync
            rate at the default limit (a replica stalled while the region is rewritten)
   base, baseset3   ours and set3 with the wsblk of --baseline DIR (an A/B in one run)
+  rbd      ours with an RBD image as the export (rbd:POOL/IMAGE,conf=FILE)    (only with --targets)
+  qemurbd  qemu-nbd --cache=writeback on an image of the same size, through qemu's rbd driver
+           (Debian qemu-block-extra): one hop to Ceph                        (only with --targets)
+           Either starts one Ceph micro cluster (test/ceph/micro-cluster.sh: one monitor, one
+           memstore OSD, pool rbd) for the run, or uses --ceph-conf's; one image per target,
+           removed (or the cluster stopped) at the end, also on Ctrl-C. The table adds the
+           ratio rbd/qemurbd, and the Ceph daemons' CPU per I/O apart from the target's
 then measures the RSS of our daemon and server (also at iodepth 128, and with 8 devices on one
 server), prints a table with ratios ours/peer, checks the goals of issue 4 (PASS/FAIL) and writes
 everything to bench/results/<timestamp>.json.
@@ -37,7 +45,9 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
   --rounds N         interleaved rounds; the table shows the median per target (default 2)
   --jobs a,b         jobs to run (default all): ${JOBS.map((j) => j.name).join(', ')}
   --targets a,b      targets to run (default: ours, nbdkit1, nbdkit2, set3, and base and baseset3
-                     with --baseline)
+                     with --baseline; rbd and qemurbd only when named)
+  --ceph-conf FILE   rbd, qemurbd: use the running Ceph cluster of FILE (pool rbd) instead of a
+                     micro cluster of the bench's own; the bench creates and removes its images
   --baseline DIR     also run targets 'base' and 'baseset3': the wsblk of another built checkout
                      (e.g. a git worktree of an older commit), same topologies as ours and set3;
                      the table adds ours/base and set3/baseset3. The A/B of a lever in one
@@ -46,7 +56,8 @@ Options (each also as an environment variable WSBLK_BENCH_<NAME>, e.g. WSBLK_BEN
   --compress ALGO    lz4 | none, passed to our \`wsblk connect\` (default none). fio's buffers are
                      random, so lz4 finds nothing to compress: this measures its cost only
   --size SIZE        disk size of every target (default 1G)
-  --region SIZE      the part of the disk the jobs touch, prefilled on every target (default 256M)
+  --region SIZE      the part of the disk the jobs touch, prefilled on every target (default 256M;
+                     64M when rbd or qemurbd runs: the micro cluster's OSD holds data in memory)
   --nbdkit2-tcp      nbdkit 2 hops: the hop between the two nbdkits over loopback TCP (as our
                      WebSocket hop is) instead of a Unix socket (default)
   --no-rss           skip the iodepth-128 and the 8-device memory scenarios
@@ -69,7 +80,7 @@ const OPTIONS = {
   jobs: { type: 'string' }, targets: { type: 'string' }, quick: { type: 'boolean' },
   compress: { type: 'string' }, size: { type: 'string' }, region: { type: 'string' },
   'no-rss': { type: 'boolean' }, pin: { type: 'boolean' }, 'nbdkit2-tcp': { type: 'boolean' }, 'json-only': { type: 'boolean' }, profile: { type: 'boolean' },
-  vm: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, baseline: { type: 'string' },
+  vm: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, baseline: { type: 'string' }, 'ceph-conf': { type: 'string' },
 };
 
 function parseOptions(argv) {
@@ -82,11 +93,12 @@ function parseOptions(argv) {
     ramp: num('ramp', 1),
     rounds: num('rounds', quick ? 1 : 2, { min: 1, int: true }),
     jobs: list('jobs', JOBS.map((j) => j.name)),
-    targets: list('targets', Object.keys(TARGETS).filter((t) => (t !== 'base' && t !== 'baseset3') || values.baseline)),
+    targets: list('targets', Object.keys(TARGETS), Object.keys(TARGETS).filter((t) => !CEPH_TARGETS.includes(t) && ((t !== 'base' && t !== 'baseset3') || values.baseline))),
     baseline: values.baseline ?? null,
+    cephConf: values['ceph-conf'] ?? null,
     quick, compress,
     size: size('size', '1G'),
-    region: size('region', '256M'),
+    region: null,
     rss: !values['no-rss'],
     pin: !!values.pin,
     nbdkit2Tcp: !!values['nbdkit2-tcp'],
@@ -96,6 +108,12 @@ function parseOptions(argv) {
     help: !!values.help,
   };
   for (const t of ['base', 'baseset3']) if (opts.targets.includes(t) && !opts.baseline) throw new UsageError(`target ${t} needs --baseline DIR`);
+  opts.ceph = opts.targets.some((t) => CEPH_TARGETS.includes(t));
+  // memstore keeps every written byte in the OSD's memory, and writes through Ceph are slow.
+  opts.region = size('region', opts.ceph ? '64M' : '256M');
+  if (opts.profile && opts.ceph) throw new UsageError('--profile profiles ours or set3, not rbd or qemurbd');
+  if (opts.cephConf && !opts.ceph) throw new UsageError(`--ceph-conf is for the targets ${CEPH_TARGETS.join(' and ')}`);
+  if (opts.cephConf && !existsSync(opts.cephConf)) throw new UsageError(`--ceph-conf ${opts.cephConf}: no such file`);
   if (toBytes(opts.region) > toBytes(opts.size)) throw new UsageError(`--region ${opts.region} is larger than --size ${opts.size}`);
   return opts;
 }
@@ -103,8 +121,8 @@ function parseOptions(argv) {
 const t0 = Date.now();
 const log = (msg) => process.stderr.write(`bench: [${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
 
-function checkPrerequisites() {
-  const missing = [];
+function checkPrerequisites(opts) {
+  const missing = opts.ceph ? missingForCeph({ ownCluster: !opts.cephConf, targets: opts.targets }) : [];
   if (!versionOf('fio', ['--version'])) missing.push('fio (with the nbd engine: Debian package fio)');
   if (!versionOf('nbdkit', ['--version'])) missing.push('nbdkit (Debian packages nbdkit, with the memory and nbd plugins)');
   if (!existsSync(join(ROOT, 'client', 'dist', 'cli', 'main.js'))) missing.push('a build of wsblk (run `npx tsc -b` or `npm run bench`)');
@@ -139,13 +157,15 @@ async function measure(opts, dir, targets) {
         const label = `[${n}/${total}] round ${round + 1} ${job.name} on ${key}`;
         try {
           const cpu0 = cpuSeconds(t.pids);
+          const clusterCpu0 = t.clusterPids ? cpuSeconds(t.clusterPids) : null;
           const r = await runJob({ dir, job, uri: t.uri, runtime: opts.runtime, ramp: opts.ramp, region: opts.region, tag: `${job.name}-${key}-${round}`, cpus: opts.pin ? pinning.clientCpu : undefined });
           // CPU per I/O of the target's processes and fio: steadier than IOPS on a shared, loaded
           // machine, and on a CPU-bound one the ratio of the totals predicts the ratio of IOPS.
           const ops = opsPerSecond(job, r) * (opts.runtime + opts.ramp);
           r.cpuUsPerOp = ops > 0 ? (cpuSeconds(t.pids) - cpu0) * 1e6 / ops + (r.fioCpuUsPerOp ?? 0) : null;
+          if (clusterCpu0 != null && ops > 0) r.cephCpuUsPerOp = (cpuSeconds(t.clusterPids) - clusterCpu0) * 1e6 / ops;
           results[job.name].runs[key].push({ round, ...r });
-          log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us, CPU ${r.cpuUsPerOp?.toFixed(1)} us/op`);
+          log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us, CPU ${r.cpuUsPerOp?.toFixed(1)} us/op${r.cephCpuUsPerOp != null ? ` (+ Ceph ${r.cephCpuUsPerOp.toFixed(1)})` : ''}`);
         } catch (e) {
           results[job.name].runs[key].push({ round, error: e.message });
           log(`${label}: FAILED: ${e.message}`);
@@ -277,13 +297,20 @@ async function benchmark(opts, dir) {
   const started = new Date();
   const results = {
     kind: 'wsblk-bench', startedAt: started.toISOString(), machine: machineInfo({ fio: ['fio', ['--version']], nbdkit: ['nbdkit', ['--version']] }),
-    options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix', baseline: opts.baseline, pin: opts.pin },
+    options: { runtime: opts.runtime, ramp: opts.ramp, rounds: opts.rounds, jobs: opts.jobs, targets: opts.targets, compress: opts.compress, size: opts.size, region: opts.region, rss: opts.rss, nbdkit2Hop: opts.nbdkit2Tcp ? 'tcp' : 'unix', baseline: opts.baseline, pin: opts.pin, cephConf: opts.cephConf },
     nbdkitThreads: 'nbdkit default (16)',
   };
+  // Stopped (or its images removed) below, or by its exit hook on Ctrl-C and errors.
+  const ceph = opts.ceph ? await startCeph({ conf: opts.cephConf, targets: opts.targets.filter((t) => CEPH_TARGETS.includes(t)), size: opts.size, log }) : null;
+  if (ceph) {
+    results.ceph = { cluster: ceph.own ? 'micro cluster of the bench (test/ceph/micro-cluster.sh: 1 mon, 1 memstore OSD, auth off)' : opts.cephConf, startSeconds: ceph.startSeconds, pool: ceph.pool, images: ceph.images, ceph: versionOf('ceph', ['--version']), qemuNbd: versionOf('qemu-nbd', ['--version']) };
+  }
   const targets = {};
   for (const key of opts.targets) {
     log(`starting ${key}: ${TARGETS[key]}`);
-    targets[key] = await startTarget(key, { dir, size: opts.size, compress: opts.compress, nbdkit2Tcp: opts.nbdkit2Tcp, baseline: opts.baseline });
+    targets[key] = await startTarget(key, { dir, size: opts.size, compress: opts.compress, nbdkit2Tcp: opts.nbdkit2Tcp, baseline: opts.baseline, ceph });
+    // The monitor's and OSD's CPU, shared by both Ceph targets, counted apart from the target's.
+    if (CEPH_TARGETS.includes(key)) targets[key].clusterPids = ceph.pids;
   }
   results.prefill = {};
   for (const key of opts.targets) {
@@ -307,6 +334,7 @@ async function benchmark(opts, dir) {
     if (opts.rss) results.rss.depth128 = await depth128(opts, dir, ours);
   }
   for (const t of Object.values(targets)) await t.stop();
+  ceph?.stop();
   if (opts.rss) results.rss.eightDevices = await eightDevices(opts, dir);
   else results.rss.skipped = 'depth-128 and 8-device scenarios skipped (--no-rss)';
 
@@ -349,7 +377,7 @@ async function main() {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  checkPrerequisites();
+  checkPrerequisites(opts);
   if (opts.pin) {
     if (!versionOf('taskset', ['--version'])) throw new Error('--pin needs taskset (Debian package util-linux)');
     if (availableParallelism() < 2) throw new Error('--pin needs 2 CPUs');

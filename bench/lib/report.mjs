@@ -33,10 +33,12 @@ export function ratios(job, med) {
     };
   }
   // The replica set against one server (set3 / ours): what replication costs, or gains.
-  const vs = (a, b) => ({ iops: ratio(a?.iops, b?.iops), mibps: ratio(a?.mibps, b?.mibps), clatP50: ratio(a?.clatP50Us, b?.clatP50Us), clatP99: ratio(a?.clatP99Us, b?.clatP99Us), cpu: ratio(a?.cpuUsPerOp, b?.cpuUsPerOp) });
+  const vs = (a, b) => ({ iops: ratio(a?.iops, b?.iops), mibps: ratio(a?.mibps, b?.mibps), clatP50: ratio(a?.clatP50Us, b?.clatP50Us), clatP99: ratio(a?.clatP99Us, b?.clatP99Us), cpu: ratio(a?.cpuUsPerOp, b?.cpuUsPerOp), cephCpu: ratio(a?.cephCpuUsPerOp, b?.cephCpuUsPerOp) });
   out.set3 = vs(med.set3, med.ours);
   // set3 against the --baseline checkout's set3: the A/B of a replica-set lever.
   out.baseset3 = vs(med.set3, med.baseset3);
+  // wsblk in front of Ceph against qemu-nbd's rbd driver on the same cluster (issue 15).
+  out.rbd = vs(med.rbd, med.qemurbd);
   return out;
 }
 
@@ -83,23 +85,31 @@ export function table(rows, header) {
   return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
+/** The table's target columns, in this order; each shown when the run had that target. */
+const COLUMNS = [['ours', 'ours'], ['nbdkit1', 'nbdkit-1hop'], ['nbdkit2', 'nbdkit-2hop'], ['base', 'base'], ['set3', 'set3'], ['baseset3', 'baseset3'], ['rbd', 'rbd'], ['qemurbd', 'qemurbd']];
+/** Its ratio columns: [key in ratios(), header, the two targets it needs]. */
+const RATIO_COLUMNS = [['nbdkit1', 'ours/1hop', 'ours', 'nbdkit1'], ['nbdkit2', 'ours/2hop', 'ours', 'nbdkit2'], ['base', 'ours/base', 'ours', 'base'],
+  ['set3', 'set3/ours', 'set3', 'ours'], ['baseset3', 'set3/baseset3', 'set3', 'baseset3'], ['rbd', 'rbd/qemurbd', 'rbd', 'qemurbd']];
+
 /** The results table (text), the RSS lines and the goals. */
 export function formatReport(results) {
   const out = [];
   const rows = [];
-  // A --baseline run adds the other checkout's figures and ours/base.
-  const base = Object.values(results.jobs).some((j) => j.median.base);
-  const set3 = Object.values(results.jobs).some((j) => j.median.set3);
-  const baseset3 = Object.values(results.jobs).some((j) => j.median.baseset3);
+  const ran = (t) => Object.values(results.jobs).some((j) => j.median[t]);
+  const columns = COLUMNS.filter(([t]) => ran(t));
+  const ratioColumns = RATIO_COLUMNS.filter(([, , a, b]) => ran(a) && ran(b));
+  const base = ran('base');
+  const cephCpu = Object.values(results.jobs).some((j) => Object.values(j.median).some((m) => m?.cephCpuUsPerOp != null));
+  const us = (v) => (v == null ? '-' : `${v.toFixed(1)} us`);
   for (const [name, j] of Object.entries(results.jobs)) {
     const m = j.median;
     const primary = j.metric === 'iops' ? ['IOPS', 'iops', 0] : ['MiB/s', 'mibps', 1];
-    const row = (label, value, fmt, field) => [label, value, ...['ours', 'nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), ...(baseset3 ? ['baseset3'] : [])].map((t) => fmt(m[t])),
-      ...['nbdkit1', 'nbdkit2', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), ...(baseset3 ? ['baseset3'] : [])].map((t) => fmtRatio(j.ratios[t][field]))];
+    const row = (label, value, fmt, field) => [label, value, ...columns.map(([t]) => fmt(m[t])), ...ratioColumns.map(([k]) => fmtRatio(j.ratios[k]?.[field]))];
     rows.push(row(name, primary[0], (x) => fmtNum(x?.[primary[1]], primary[2]), primary[1]));
     rows.push(row('', 'p50 clat', (x) => fmtUs(x?.clatP50Us), 'clatP50'));
     rows.push(row('', 'p99 clat', (x) => fmtUs(x?.clatP99Us), 'clatP99'));
-    rows.push(row('', 'CPU/op', (x) => (x?.cpuUsPerOp == null ? '-' : `${x.cpuUsPerOp.toFixed(1)} us`), 'cpu'));
+    rows.push(row('', 'CPU/op', (x) => us(x?.cpuUsPerOp), 'cpu'));
+    if (cephCpu) rows.push(row('', 'Ceph CPU/op', (x) => us(x?.cephCpuUsPerOp), 'cephCpu'));
   }
   out.push(`Median of ${results.options.rounds} interleaved round(s), ${results.options.runtime} s each (+${results.options.ramp} s ramp), region ${results.options.region} of a ${results.options.size} disk; `
     + `ours --compress ${results.options.compress}; nbdkit 2 hops over a ${results.options.nbdkit2Hop === 'tcp' ? 'loopback TCP' : 'Unix'} socket.`
@@ -107,9 +117,13 @@ export function formatReport(results) {
     + (results.options.pin ? ' --pin: servers on CPU 1, daemon and fio on CPU 0.' : ''));
   out.push('Throughput ratio ours/peer: higher is better for ours. Latency ratio ours/peer: LOWER is better for ours.');
   out.push('CPU/op: CPU time (user + system) of the target\'s processes and fio per I/O, ramp included; LOWER is better. Steadier than IOPS on a loaded machine.');
-  if (set3) out.push('set3: the same device over a replica set of 3 servers; set3/ours: the replica set against one server.');
-  if (baseset3) out.push('baseset3: set3 with the wsblk of the --baseline checkout; set3/baseset3: the A/B of a replica-set change.');
-  out.push(table(rows, ['job', 'metric', 'ours', 'nbdkit-1hop', 'nbdkit-2hop', ...(base ? ['base'] : []), ...(set3 ? ['set3'] : []), ...(baseset3 ? ['baseset3'] : []), 'ours/1hop', 'ours/2hop', ...(base ? ['ours/base'] : []), ...(set3 ? ['set3/ours'] : []), ...(baseset3 ? ['set3/baseset3'] : [])]));
+  if (ran('set3')) out.push('set3: the same device over a replica set of 3 servers; set3/ours: the replica set against one server.');
+  if (ran('baseset3')) out.push('baseset3: set3 with the wsblk of the --baseline checkout; set3/baseset3: the A/B of a replica-set change.');
+  if (ran('rbd') || ran('qemurbd')) {
+    out.push(`rbd: ours with an rbd: export; qemurbd: qemu-nbd (cache=writeback) through qemu's rbd driver; each its own ${results.options.size} image on ${results.ceph?.cluster ?? 'a Ceph cluster'}; rbd/qemurbd: wsblk in front of Ceph against qemu-nbd.`);
+    if (cephCpu) out.push('Ceph CPU/op: the monitor\'s and OSD\'s CPU per I/O (not in CPU/op): the cost both Ceph targets share.');
+  }
+  out.push(table(rows, ['job', 'metric', ...columns.map(([, h]) => h), ...ratioColumns.map(([, h]) => h)]));
   const failed = Object.entries(results.jobs).flatMap(([name, j]) => Object.entries(j.runs).flatMap(([t, runs]) => runs.filter((x) => x.error).map((x) => `${name} on ${t}: ${x.error}`)));
   if (failed.length) out.push('', 'Failed runs:', ...failed.map((f) => `  ${f}`));
 

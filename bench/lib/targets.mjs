@@ -4,6 +4,8 @@
 //   nbdkit2  nbdkit nbd plugin -> nbdkit memory (two hops, the same topology as ours)
 //   base     ours, but the wsblk of another checkout (--baseline DIR): a lever's A/B in one run
 //   set3     ours over a replica set: three wsblk serve (memory) <- one wsblk connect URL1,URL2,URL3
+//   rbd      ours with an RBD image as the export (wsblk serve --export b0=rbd:POOL/IMAGE,conf=FILE)
+//   qemurbd  qemu-nbd serving an image of the same size through qemu's rbd driver (one hop to Ceph)
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +23,8 @@ export const TARGETS = {
   base: 'wsblk of --baseline DIR (as ours)',
   set3: 'wsblk over a replica set of 3 servers (memory)',
   baseset3: 'set3 with the wsblk of --baseline DIR',
+  rbd: 'wsblk (NBD -> ws -> server, rbd: export on a Ceph image)',
+  qemurbd: "qemu-nbd, qemu's rbd driver on a Ceph image (1 hop to Ceph)",
 };
 
 /** The wsblk entry point of a checkout (built: client/dist present). */
@@ -68,14 +72,15 @@ async function startNbdkit({ dir, name, sock, port, plugin }) {
 /**
  * Starts one target. Returns { key, label, uri, procs: { name: proc }, pids: { role: pid }, stop() }.
  */
-export async function startTarget(key, { dir, size, compress, nodeArgs = [], nbdkit2Tcp = false, baseline }) {
+export async function startTarget(key, { dir, size, compress, nodeArgs = [], nbdkit2Tcp = false, baseline, ceph }) {
   const procs = [];
   const stop = async () => { for (const p of procs.reverse()) await stopProc(p); };
   try {
-    if (key === 'ours' || key === 'base') {
+    if (key === 'ours' || key === 'base' || key === 'rbd') {
       const sock = join(dir, `${key}.sock`);
       const wsblk = key === 'base' ? wsblkOf(baseline) : WSBLK;
-      const server = await startWsblkServer({ dir, exports: [`b0=memory:${size}`], nodeArgs, wsblk, name: `${key}-serve` });
+      const backend = key === 'rbd' ? `rbd:${ceph.pool}/${ceph.images.rbd},conf=${ceph.conf}` : `memory:${size}`;
+      const server = await startWsblkServer({ dir, exports: [`b0=${backend}`], nodeArgs, wsblk, name: `${key}-serve` });
       procs.push(server.proc);
       const daemon = await startWsblkDaemon({ dir, url: `ws://127.0.0.1:${server.port}/b0`, sock, compress, nodeArgs, wsblk, name: `${key}-daemon` });
       procs.push(daemon.proc);
@@ -122,6 +127,20 @@ export async function startTarget(key, { dir, size, compress, nodeArgs = [], nbd
       const fwd = await startNbdkit({ dir, name: 'nbdkit2-nbd', sock: front, plugin: ['nbd', ...(port ? ['hostname=127.0.0.1', `port=${port}`] : [`socket=${back}`])] });
       procs.push(fwd);
       return { key, label: TARGETS[key], uri: nbdUri(front), pids: { memory: mem.pid, forwarder: fwd.pid }, procs: { memory: mem, forwarder: fwd }, stop };
+    }
+    if (key === 'qemurbd') {
+      const sock = join(dir, 'qemurbd.sock');
+      // cache=writeback (qemu-nbd's default) turns librbd's cache on (rbd_cache=true), as our
+      // backend leaves it; flushes (fio's, FUA) reach librbd either way. --persistent: fio
+      // connects once per run. A connection made before the image is open waits in the listen
+      // backlog (qemu-nbd accepts only from its main loop), so the socket means ready.
+      const image = `rbd:${ceph.pool}/${ceph.images.qemurbd}:conf=${ceph.conf}`;
+      const proc = startProc('qemu-nbd-rbd', ...pinned(pinning.serverCpu, 'qemu-nbd', [
+        '--format=raw', '--cache=writeback', '--discard=unmap', '--persistent', '--shared=4', '-k', sock, image,
+      ]));
+      procs.push(proc);
+      await waitFor(`qemu-nbd to listen on ${sock}`, () => existsSync(sock), { proc, timeoutMs: 30_000 });
+      return { key, label: TARGETS[key], uri: nbdUri(sock), pids: { qemuNbd: proc.pid }, procs: { qemuNbd: proc }, stop };
     }
     throw new Error(`unknown target '${key}'`);
   } catch (e) {
