@@ -56,9 +56,11 @@ export interface ClusterLock {
    * Takes the lock for `writer` and records who it is (in the shared storage). Rejects when
    * another server's writer holds it, unless `steal` fences that one first, or `writer.reclaim`
    * and the lock was recorded for this very writer (same secret hash): a device taking its own
-   * lock back from the gateway it left, which is fenced the same way.
+   * lock back from the gateway it left, which is fenced the same way. `vacant` says whether
+   * this server is still without a writer once the lock is held: when not, the record stays
+   * that writer's, and the caller refuses this one.
    */
-  acquireLock(steal: boolean, writer: LockWriter): Promise<LockTaken>;
+  acquireLock(steal: boolean, writer: LockWriter, vacant: () => boolean): Promise<LockTaken>;
   releaseLock(): Promise<void>;
 }
 

@@ -178,7 +178,7 @@ export class RbdBackend implements Backend, ClusterLock {
    * this same device (its secret's hash): the device failed over and takes its own lock back.
    * Once taken, the record names this writer and this gateway.
    */
-  acquireLock(steal: boolean, writer: LockWriter): Promise<LockTaken> {
+  acquireLock(steal: boolean, writer: LockWriter, vacant: () => boolean): Promise<LockTaken> {
     return this.serially(async () => {
       let reclaimedFrom: string | undefined;
       // A steal does not ask the owner first: a frozen or dead gateway would not answer (librbd
@@ -193,6 +193,8 @@ export class RbdBackend implements Backend, ClusterLock {
       }
       const r = await callAsync(this.lib.rbd_lock_acquire, this.image, RBD_LOCK_MODE_EXCLUSIVE);
       if (r === 0) {
+        // Another writer of this gateway was admitted meanwhile: it holds the lock, its record stays.
+        if (!vacant()) return { owner: (await this.lockOwner()) ?? '' };
         // Without a record of this writer, an older one (of an earlier writer through this very
         // gateway) could let that device take the lock back from this one: no record, no lock.
         try {

@@ -131,16 +131,16 @@ function lockThenStart(
     clientId: hello.clientId, reclaim: hello.reclaim === true,
     ...(hello.secret !== undefined ? { secretHash: secretHashOf(hello.secret) } : {}),
   };
-  return lock.acquireLock(steal, writer).then(
+  return lock.acquireLock(steal, writer, () => !sessions.writerOf(exp.name)).then(
     (taken) => {
+      // Another hello on this server may have become the writer while the lock was taken.
+      const winner = sessions.writerOf(exp.name);
+      if (winner) throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(winner, sessions.graceMs)}; --steal takes over`);
       if (taken.reclaimedFrom) {
         log.warn(`${peer}: takeover of '${exp.name}' by the same device (client ${hello.clientId}) from gateway ${taken.reclaimedFrom}; old gateway blocklisted`);
       }
       // The address `ceph osd blocklist ls` shows once another gateway fences this one.
       log.info(`${peer}: '${exp.name}' writer lock taken as ${taken.owner}`);
-      // Another hello on this server may have become the writer while the lock was taken.
-      const winner = sessions.writerOf(exp.name);
-      if (winner) throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(winner, sessions.graceMs)}; --steal takes over`);
       return start();
     },
     (e: Error) => {
