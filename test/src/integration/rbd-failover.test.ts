@@ -7,8 +7,8 @@ import { CloseCode, Op } from '@wsblk/shared';
 import { cephCluster } from '../support/ceph-cluster.js';
 import { requireTool, sleep, tempDir } from '../support/procs.js';
 import { RawClient } from '../support/raw-client.js';
-import { assertVerified, fioVerify, startSetDaemon } from '../support/replica-procs.js';
-import { listDevice, waitGateway } from '../support/gateway-procs.js';
+import { assertVerified, fioPattern, fioVerify, startSetDaemon, waitSet } from '../support/replica-procs.js';
+import { listDevice, waitGateway, type GatewayView } from '../support/gateway-procs.js';
 import { serve, type ServeProcess } from '../support/serve-process.js';
 import { pattern } from '../support/server.js';
 
@@ -90,4 +90,27 @@ test('a reclaim needs the device\'s secret: another client\'s is refused and the
   assert.equal((await again.roundTrip([write(1, 3)])).get(1)!.status, 0);
   assert.match(g2.proc.output(), /takeover of 'd' by the same device \(client alpha\) from gateway \S+; old gateway blocklisted/);
   assert.notEqual((await a.roundTrip([write(3, 4)])).get(3)!.status, 0, 'gateway 1, blocklisted, cannot write');
+});
+
+test('the device\'s own gateway SIGKILLed and restarted at once: the device takes its lock back from the dead instance, without waiting out Ceph\'s watch', { timeout: 120_000 }, async (t) => {
+  if (!(await requireTool(t, 'fio'))) return;
+  const ceph = await cephCluster(t);
+  if (!ceph) return;
+  await ceph.rbd(['create', '--size', '64M', 'rbd/restart']);
+  const spec = ['--export', `d=rbd:rbd/restart,conf=${ceph.conf}`];
+  const g1 = await serve(t, spec);
+  const d = await startSetDaemon(t, tempDir(t), [g1.url('d')]);
+  const dead = await lockAddress(g1);
+  const before = await listDevice(d);
+  const killedAt = Date.now();
+  process.kill(g1.pid, 'SIGKILL');
+  await g1.proc.exited;
+  const again = await serve(t, spec, {}, g1.port);
+  await waitSet<GatewayView>(d.runDir, (v) => v.state === 'connected' && v.reconnects > before.reconnects, 'the device is back', 20_000, d.proc);
+  const backMs = Date.now() - killedAt;
+  t.diagnostic(`back on the restarted gateway ${backMs} ms after the kill`);
+  assert.ok(backMs < 10_000, `it took ${backMs} ms`);
+  assert.match(again.proc.output(), new RegExp(`takeover of 'd' by the same device .* from gateway ${dead.replace(/[.]/g, '\\.')}; old gateway blocklisted`));
+  const w = await fioPattern(d.uri, '4M', '0x5eed1e55');
+  assert.equal(w.errors, 0, w.raw.slice(-2000));
 });
