@@ -338,6 +338,7 @@ function decodeHello(v: unknown): Hello {
   if (o.host !== undefined && o.host !== null) hello.host = str(o.host, 'hello.host', 255);
   if (o.readOnly !== undefined && o.readOnly !== null) hello.readOnly = bool(o.readOnly, 'hello.readOnly');
   if (o.steal !== undefined && o.steal !== null) hello.steal = bool(o.steal, 'hello.steal');
+  if (o.reclaim !== undefined && o.reclaim !== null) hello.reclaim = bool(o.reclaim, 'hello.reclaim');
   if (o.setId !== undefined && o.setId !== null) hello.setId = str(o.setId, 'hello.setId', 64);
   if (o.setEpoch !== undefined && o.setEpoch !== null) hello.setEpoch = uint(o.setEpoch, 'hello.setEpoch');
   if ((hello.setId === undefined) !== (hello.setEpoch === undefined)) fail('hello.setId and hello.setEpoch go together');

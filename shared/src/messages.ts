@@ -25,6 +25,13 @@ export interface Hello {
   /** Take the export over from its current writer (`connect --steal`): fence it first. */
   steal?: boolean;
   /**
+   * An existing device reconnecting (never a fresh connect): if another gateway holds the
+   * storage's writer lock and took it for this device (the lock's record has this secret's
+   * hash), this gateway fences that one and takes the lock over, as a steal. Any other holder
+   * still refuses it (WriterBusy). A server without a cluster lock ignores it.
+   */
+  reclaim?: boolean;
+  /**
    * A replica set's client: the set and epoch it writes for. The server refuses its writes once
    * the export's membership record is of another set or a newer epoch (ESTALE).
    */

@@ -298,9 +298,17 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
    * answers replays), then the others in list order, with no pause between them; the backoff is
    * between rounds. A failure `final` says retrying cannot help ends the round at once.
    * Rejects with the failure (or, over several gateways, every gateway's).
+   *
+   * A device that has a session, refused as a second writer (WriterBusy) by a gateway other
+   * than its own, goes on to the next gateway: one gateway's view (a transient lock state, a
+   * file export's own session table) must not stop it while another may take it. Its own
+   * gateway refusing it stops it at once, as with one server; so does a round that ends with a
+   * WriterBusy and no welcome: the lock spans the gateways, its holder is not this device (a
+   * reclaim would have taken it back), and the gateways that did not answer cannot free it.
    */
   private async openRound(timeoutMs: number, final: (e: ConnectError) => boolean): Promise<void> {
     const failed: ConnectError[] = [];
+    let busy: ConnectError | undefined;
     for (const url of this.gateways.round()) {
       if (this.stopped) break;
       try {
@@ -308,11 +316,14 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         return;
       } catch (e) {
         const err = e instanceof ConnectError ? e : new ConnectError((e as Error).message);
-        if (final(err)) throw err;
+        const elsewhere = this.sessionId !== '' && url !== this.gateways.current && err.closeCode === CloseCode.WriterBusy;
+        if (final(err) && !elsewhere) throw err;
+        if (elsewhere) busy ??= err;
         if (url === this.gateways.current) this.lostWhy = err.message;
         failed.push(err);
       }
     }
+    if (busy) throw busy;
     if (failed.length <= 1) throw failed[0] ?? new ConnectError(`${this.opts.url}: transport closed`, undefined, true);
     throw new ConnectError(`no gateway answered: ${failed.map((e) => e.message).join('; ')}`, undefined, failed.every((e) => e.fatal));
   }
@@ -332,6 +343,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       ...(this.opts.readOnly ? { readOnly: true } : {}),
       // Only the first connect may take the export over: a reconnect that finds another writer stops.
       ...(this.opts.steal && !this.welcome ? { steal: true } : {}),
+      // A device that has a session takes its own writer lock back from the gateway it left (a
+      // failover; or its own gateway restarted, whose dead instance still holds the lock): the
+      // lock's record proves it by the secret. Never on a fresh connect, which has no session.
+      ...(this.sessionId && !this.opts.readOnly ? { reclaim: true } : {}),
       features: this.lz4 ? ['lz4'] : [],
       maxPayload: this.opts.maxPayload ?? LIMITS.maxPayloadDefault,
       ...(this.setView ? { setId: this.setView.setId, setEpoch: this.setView.epoch } : {}),

@@ -52,9 +52,32 @@ export interface Backend {
  * lock): the server takes it for its writer session and lets it go when that session ends.
  */
 export interface ClusterLock {
-  /** Rejects when another server's writer holds it, unless `steal` fences that one first. */
-  acquireLock(steal: boolean): Promise<void>;
+  /**
+   * Takes the lock for `writer` and records who it is (in the shared storage). Rejects when
+   * another server's writer holds it, unless `steal` fences that one first, or `writer.reclaim`
+   * and the lock was recorded for this very writer (same secret hash): a device taking its own
+   * lock back from the gateway it left, which is fenced the same way. `vacant` says whether
+   * this server is still without a writer once the lock is held: when not, the record stays
+   * that writer's, and the caller refuses this one.
+   */
+  acquireLock(steal: boolean, writer: LockWriter, vacant: () => boolean): Promise<LockTaken>;
   releaseLock(): Promise<void>;
+}
+
+/** Who a cluster lock is taken for. */
+export interface LockWriter {
+  clientId: string;
+  /** sha256 of the device's session secret (hex); absent: the lock can never be reclaimed. */
+  secretHash?: string;
+  /** The device wrote through another gateway before (a failover): it may take its own lock back. */
+  reclaim: boolean;
+}
+
+export interface LockTaken {
+  /** Who holds the lock now, as the shared storage names this server (its Ceph client address). */
+  owner: string;
+  /** The gateway (its Ceph client address) the writer's lock was taken back from, fenced. */
+  reclaimedFrom?: string;
 }
 
 export function clusterLockOf(b: Backend): ClusterLock | undefined {

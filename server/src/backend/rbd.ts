@@ -1,11 +1,12 @@
 import * as fs from 'node:fs';
 import { Socket } from 'node:net';
 import { errnoCode, systemError } from '@wsblk/native';
-import type { Backend, BackendInfo, ClusterLock, RequestContext } from './backend.js';
+import type { Backend, BackendInfo, ClusterLock, LockTaken, LockWriter, RequestContext } from './backend.js';
 import {
   EVENT_TYPE_PIPE, RBD_LOCK_MODE_EXCLUSIVE, RBD_WRITE_ZEROES_FLAG_THICK_PROVISION, callAsync, librbd,
   type Handle, type Librbd,
 } from './librbd.js';
+import { WRITER_KEY, heldFor, parseWriterRecord, writerRecord } from './writer-record.js';
 
 export interface RbdBackendOptions {
   pool: string;
@@ -161,30 +162,51 @@ export class RbdBackend implements Backend, ClusterLock {
 
   /** The record is image metadata (rbd image-meta), base64: it moves with the image. */
   async readMeta(): Promise<Buffer | null> {
-    const value = Buffer.alloc(8192);
-    const len = [value.length];
-    const r = await callAsync(this.lib.rbd_metadata_get, this.image, META_KEY, value, len);
-    if (r === -2 /* ENOENT */) return null;
-    if (r < 0) throw rbdError(r, 'rbd_metadata_get');
-    return Buffer.from(value.subarray(0, Math.max(0, Number(len[0]) - 1)).toString(), 'base64');
+    const text = await this.getMetadata(META_KEY);
+    return text === null ? null : Buffer.from(text, 'base64');
   }
 
-  async writeMeta(data: Buffer): Promise<void> {
-    const r = await callAsync(this.lib.rbd_metadata_set, this.image, META_KEY, data.toString('base64'));
-    if (r < 0) throw rbdError(r, 'rbd_metadata_set');
+  writeMeta(data: Buffer): Promise<void> {
+    return this.setMetadata(META_KEY, data.toString('base64'));
   }
 
   /**
    * Takes the image's exclusive lock for this gateway's writer. Held by another client: refused
    * (EBUSY), unless `steal`: the owner is blocklisted and its lock broken (rbd_lock_break
-   * blocklists by default, rbd_blocklist_on_break_lock), so its late writes cannot land.
+   * blocklists by default, rbd_blocklist_on_break_lock), so its late writes cannot land. A
+   * `reclaim` is a steal only when the image's writer record says the owner took the lock for
+   * this same device (its secret's hash): the device failed over and takes its own lock back.
+   * Once taken, the record names this writer and this gateway.
    */
-  acquireLock(steal: boolean): Promise<void> {
+  acquireLock(steal: boolean, writer: LockWriter, vacant: () => boolean): Promise<LockTaken> {
     return this.serially(async () => {
-      // A steal does not ask the owner first: a frozen gateway would not answer (librbd waits for it).
+      let reclaimedFrom: string | undefined;
+      // A steal does not ask the owner first: a frozen or dead gateway would not answer (librbd
+      // waits for it, up to Ceph's watch timeout).
       if (steal) await this.breakLock();
+      else if (writer.reclaim && writer.secretHash) {
+        const owner = await this.lockOwner();
+        if (owner && !this.ownsLock() && heldFor(parseWriterRecord(await this.getMetadata(WRITER_KEY)), owner, writer.secretHash)) {
+          await this.breakLock(owner);
+          reclaimedFrom = owner;
+        }
+      }
       const r = await callAsync(this.lib.rbd_lock_acquire, this.image, RBD_LOCK_MODE_EXCLUSIVE);
-      if (r === 0) return;
+      if (r === 0) {
+        // Another writer of this gateway was admitted meanwhile: it holds the lock, its record stays.
+        if (!vacant()) return { owner: (await this.lockOwner()) ?? '' };
+        // Without a record of this writer, an older one (of an earlier writer through this very
+        // gateway) could let that device take the lock back from this one: no record, no lock.
+        try {
+          const me = await this.lockOwner();
+          if (!me) throw new Error('the lock has no owner after rbd_lock_acquire');
+          await this.setMetadata(WRITER_KEY, writerRecord(writer, me));
+          return { owner: me, ...(reclaimedFrom ? { reclaimedFrom } : {}) };
+        } catch (e) {
+          await callAsync(this.lib.rbd_lock_release, this.image);
+          throw new Error(`image ${this.opts.pool}/${this.opts.image}: cannot record its writer: ${(e as Error).message}`);
+        }
+      }
       // EROFS: the owner took it explicitly and refuses to hand it over; EBUSY: another is busy taking it.
       if (r !== -30 && r !== -16) throw rbdError(r, 'rbd_lock_acquire');
       const owner = await this.lockOwner();
@@ -193,10 +215,9 @@ export class RbdBackend implements Backend, ClusterLock {
   }
 
   /** Blocklists the lock's owner (unless it is this gateway) and breaks its lock. */
-  private async breakLock(): Promise<void> {
-    const mine = [0];
-    if (this.lib.rbd_is_exclusive_lock_owner(this.image, mine) === 0 && mine[0]) return;
-    const owner = await this.lockOwner();
+  private async breakLock(known?: string): Promise<void> {
+    if (this.ownsLock()) return;
+    const owner = known ?? await this.lockOwner();
     if (!owner) return;
     const r = await callAsync(this.lib.rbd_lock_break, this.image, RBD_LOCK_MODE_EXCLUSIVE, owner);
     if (r < 0 && r !== -2 /* ENOENT: released meanwhile */) throw rbdError(r, 'rbd_lock_break');
@@ -205,8 +226,7 @@ export class RbdBackend implements Backend, ClusterLock {
   /** Lets another gateway's writer take the image (this gateway's writer session is gone). */
   releaseLock(): Promise<void> {
     return this.serially(async () => {
-      const owner = [0];
-      if (this.closed || this.lib.rbd_is_exclusive_lock_owner(this.image, owner) < 0 || !owner[0]) return;
+      if (this.closed || !this.ownsLock()) return;
       const r = await callAsync(this.lib.rbd_lock_release, this.image);
       if (r < 0) throw rbdError(r, 'rbd_lock_release');
     });
@@ -223,6 +243,28 @@ export class RbdBackend implements Backend, ClusterLock {
     this.lib.rados_ioctx_destroy(this.ioctx);
     await callAsync(this.lib.rados_shutdown, this.cluster);
     fs.closeSync(this.pipe.write);
+  }
+
+  private ownsLock(): boolean {
+    const mine = [0];
+    return this.lib.rbd_is_exclusive_lock_owner(this.image, mine) === 0 && mine[0] !== 0;
+  }
+
+  /** An image metadata value (rbd image-meta), or null when the key is absent. */
+  private async getMetadata(key: string): Promise<string | null> {
+    const value = Buffer.alloc(8192);
+    const len = [value.length];
+    const r = await callAsync(this.lib.rbd_metadata_get, this.image, key, value, len);
+    if (r === -2 /* ENOENT */) return null;
+    if (r < 0) throw rbdError(r, 'rbd_metadata_get');
+    // The value ends at its NUL (the length koffi writes back is not to be trusted for that).
+    const end = value.indexOf(0);
+    return value.subarray(0, end < 0 ? Math.max(0, Number(len[0]) - 1) : end).toString();
+  }
+
+  private async setMetadata(key: string, value: string): Promise<void> {
+    const r = await callAsync(this.lib.rbd_metadata_set, this.image, key, value);
+    if (r < 0) throw rbdError(r, 'rbd_metadata_set');
   }
 
   private async lockOwner(): Promise<string | undefined> {

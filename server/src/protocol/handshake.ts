@@ -1,9 +1,9 @@
 import { CloseCode, PROTOCOL_VERSION, logger, type Hello, type Welcome } from '@wsblk/shared';
-import type { Backend, ClusterLock } from '../backend/backend.js';
+import type { Backend, ClusterLock, LockWriter } from '../backend/backend.js';
 import type { ExportStats } from '../metrics/export-stats.js';
 import type { ExportMembership, SetView } from '../session/membership.js';
 import { evict, takeOverFenced } from '../session/fence.js';
-import type { Session, SessionOwner } from '../session/session.js';
+import { secretHashOf, type Session, type SessionOwner } from '../session/session.js';
 import type { SessionTable } from '../session/session-table.js';
 
 const log = logger('server');
@@ -99,7 +99,7 @@ function admitSession(
     return { session: fresh, epoch: fresh.takeOver(owner), resumed: false, readOnly, ...terms };
   };
   const holder = writer ? sessions.writerOf(exp.name) : undefined;
-  if (!holder) return writer && exp.clusterLock ? lockThenStart(exp, exp.clusterLock, hello.steal === true, sessions, start) : start();
+  if (!holder) return writer && exp.clusterLock ? lockThenStart(exp, exp.clusterLock, hello, hello.steal === true, sessions, start, peer) : start();
   // The holder made with this hello's secret is this client's own earlier session, one whose
   // welcome it never got (a reconnect that timed out after the server had admitted it): the
   // client cannot resume it by id, and must not be locked out by it. It is replaced, as a steal.
@@ -115,22 +115,32 @@ function admitSession(
     // Another steal may have won the export while this one waited for the drain.
     const winner = sessions.writerOf(exp.name);
     if (winner) throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(winner, sessions.graceMs)}; --steal takes over`);
-    return exp.clusterLock ? lockThenStart(exp, exp.clusterLock, true, sessions, start) : start();
+    return exp.clusterLock ? lockThenStart(exp, exp.clusterLock, hello, true, sessions, start, peer) : start();
   });
 }
 
 /**
  * A new writer on storage other servers share: this server's writer must hold the cluster-wide
- * lock first (another gateway's writer refuses it, --steal fences that gateway).
+ * lock first (another gateway's writer refuses it, --steal fences that gateway, and so does a
+ * device's `reclaim` of the lock taken for it, proven by its secret).
  */
 function lockThenStart(
-  exp: ExportHandle, lock: ClusterLock, steal: boolean, sessions: SessionTable, start: () => Admission,
+  exp: ExportHandle, lock: ClusterLock, hello: Hello, steal: boolean, sessions: SessionTable, start: () => Admission, peer: string,
 ): Promise<Admission> {
-  return lock.acquireLock(steal).then(
-    () => {
+  const writer: LockWriter = {
+    clientId: hello.clientId, reclaim: hello.reclaim === true,
+    ...(hello.secret !== undefined ? { secretHash: secretHashOf(hello.secret) } : {}),
+  };
+  return lock.acquireLock(steal, writer, () => !sessions.writerOf(exp.name)).then(
+    (taken) => {
       // Another hello on this server may have become the writer while the lock was taken.
       const winner = sessions.writerOf(exp.name);
       if (winner) throw new Refusal(CloseCode.WriterBusy, `writer is ${holderOf(winner, sessions.graceMs)}; --steal takes over`);
+      if (taken.reclaimedFrom) {
+        log.warn(`${peer}: takeover of '${exp.name}' by the same device (client ${hello.clientId}) from gateway ${taken.reclaimedFrom}; old gateway blocklisted`);
+      }
+      // The address `ceph osd blocklist ls` shows once another gateway fences this one.
+      log.info(`${peer}: '${exp.name}' writer lock taken as ${taken.owner}`);
       return start();
     },
     (e: Error) => {

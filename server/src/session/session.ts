@@ -18,6 +18,9 @@ export interface SessionOrigin {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
+/** sha256 of a session secret, hex: what a gateway may record (an RBD lock's writer), never the secret. */
+export const secretHashOf = (secret: string): string => sha256(secret).toString('hex');
+
 /**
  * A client's session: it outlives a connection for a grace period so the client can resume.
  * The session is also the fence: every backend operation runs between begin() and end(), and

@@ -10,6 +10,7 @@ import { requireTool, sleep, wsblk } from '../support/procs.js';
 import { assertVerified, fioPattern, fioVerify, startSetDaemon, waitSet } from '../support/replica-procs.js';
 import { failoverArgs, listDevice, sameFileGateways, waitGateway, type GatewayView } from '../support/gateway-procs.js';
 import { promtoolCheck, series } from '../support/promtool.js';
+import { RawClient } from '../support/raw-client.js';
 import { TcpProxy } from '../support/server.js';
 
 const MiB = 1 << 20;
@@ -114,6 +115,33 @@ test('a device on gateway 2 whose connection drops resumes its session there, th
   assert.doesNotMatch(g.servers[0]!.proc.output(), /session/, 'the restarted gateway 1 was not used');
   const w = await fioPattern(d.uri, '4M', '0x13579bdf');
   assert.equal(w.errors, 0, w.raw.slice(-2000));
+});
+
+test('another writer on gateway 2 refuses the device after gateway 1 died: it goes on to gateway 3, not stopping', { timeout: 60_000 }, async (t) => {
+  if (!(await requireTool(t, 'fio'))) return;
+  const g = await sameFileGateways(t, 3);
+  const d = await startSetDaemon(t, g.dir, [g.urls[0]!], failoverArgs(g.urls));
+  const other = await RawClient.connect(g.urls[1]!);
+  t.after(() => other.terminate());
+  await other.hello({ clientId: 'other-writer', secret: 'f'.repeat(64) });
+  await g.servers[0]!.kill();
+  const v = await waitGateway(d, g.urls[2]!, 'the device is on gateway 3');
+  assert.equal(v.failovers, 1);
+  assert.match(g.servers[1]!.proc.output(), /closing: writer is other-writer/, 'gateway 2 refused the device (WriterBusy)');
+  const w = await fioPattern(d.uri, '4M', '0x0badf00d');
+  assert.equal(w.errors, 0, w.raw.slice(-2000));
+});
+
+test('a round in which the only other gateway refuses the device as a second writer stops it', { timeout: 60_000 }, async (t) => {
+  const g = await sameFileGateways(t, 2);
+  const d = await startSetDaemon(t, g.dir, [g.urls[0]!], failoverArgs(g.urls));
+  const other = await RawClient.connect(g.urls[1]!);
+  t.after(() => other.terminate());
+  await other.hello({ clientId: 'other-writer', secret: 'f'.repeat(64) });
+  await g.servers[0]!.kill();
+  const code = await Promise.race([d.proc.exited, sleep(20_000).then(() => 'still running')]);
+  assert.equal(code, 3, `the daemon stops (exit 3):\n${d.proc.output()}`);
+  assert.match(d.proc.output(), /another writer holds the export \(writer is other-writer/);
 });
 
 async function waitSetState(runDir: string, state: string): Promise<void> {

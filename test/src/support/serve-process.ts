@@ -10,9 +10,9 @@ export interface ServeProcess {
   url(name: string): string;
 }
 
-/** Starts `wsblk serve --listen 127.0.0.1:PORT ARGS...`; killed at the end of the test. */
-export async function serve(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
-  const port = await freePort();
+/** Starts `wsblk serve --listen 127.0.0.1:PORT ARGS...` (a free port unless given); killed at the end of the test. */
+export async function serve(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}, atPort?: number): Promise<ServeProcess> {
+  const port = atPort ?? await freePort();
   const proc = startProc(process.execPath, [WSBLK, 'serve', '--listen', `127.0.0.1:${port}`, ...args], env);
   t.after(() => { proc.child.kill('SIGKILL'); });
   await Promise.race([

@@ -58,6 +58,8 @@ describe('codec round trips', () => {
     assert.deepEqual(decodeMessage(encodeHello(first)), { kind: 'hello', hello: first });
     const again: Hello = { ...first, resume: 'f'.repeat(32), features: [] };
     assert.deepEqual(decodeMessage(encodeHello(again)), { kind: 'hello', hello: again });
+    const reclaim: Hello = { ...again, secret: 'a'.repeat(64), reclaim: true };
+    assert.deepEqual(decodeMessage(encodeHello(reclaim)), { kind: 'hello', hello: reclaim });
   });
 
   test('a welcome decodes to what was encoded', () => {
@@ -341,6 +343,7 @@ describe('the decoder refuses malformed messages with a ProtocolError', () => {
     rejects(frame(Kind.Hello, msgpack({ ...h, features: [1] })), /hello\.features\[0\]/);
     rejects(frame(Kind.Hello, msgpack({ ...h, maxPayload: 1024 })), /at least 4096/);
     rejects(frame(Kind.Hello, msgpack({ ...h, resume: 7 })), /hello\.resume/);
+    rejects(frame(Kind.Hello, msgpack({ ...h, reclaim: 'yes' })), /hello\.reclaim/);
     rejects(frame(Kind.Hello, msgpack({ version: 1, features: [], maxPayload: 4096 })), /hello\.clientId/);
   });
 
