@@ -21,3 +21,4 @@ export { decideMembership, AttachRefused, type SetRecord, type Attached } from '
 export type { ReplicaLink } from './replica/link.js';
 export { Resync, ResyncError } from './replica/resync.js';
 export { compareTargets, checksumOf, type Mismatch } from './replica/compare.js';
+export { mountsOfDevice } from './daemon/mount-namespace.js';

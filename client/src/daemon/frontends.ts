@@ -2,6 +2,7 @@ import { logger } from '@wsblk/shared';
 import { NbdExport } from '../nbd/index.js';
 import { UblkFrontend, type UblkDeviceOptions } from '../ublk/frontend.js';
 import type { FrontendFactory } from './frontend.js';
+import { detachOwnDeviceMounts } from './mount-namespace.js';
 
 const log = logger('nbd');
 
@@ -25,6 +26,7 @@ export function nbdFrontend(socketPath: string): FrontendFactory {
 export function ublkFrontend(o: UblkDeviceOptions, recover = false): FrontendFactory {
   return async (target) => {
     const fe = recover ? await UblkFrontend.recover(target, o.id, o.failfastMs) : await UblkFrontend.create(target, o);
+    if (recover) detachOwnDeviceMounts(fe.device);
     return {
       kind: 'ublk',
       device: fe.device,

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { logger } from '@wsblk/shared';
 import { statePath, type DeviceState } from './rundir.js';
+import { OWN_MOUNT_NS_ENV } from './mount-namespace.js';
 
 const log = logger('supervisor');
 const MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -36,7 +37,11 @@ export function wsblkCommand(args: string[], ownNamespace: boolean): [string, st
 /** Spawns a wsblk child with its output on `out` (a log fd, or 'inherit') and an IPC channel. */
 export function spawnWsblk(args: string[], out: number | 'inherit', opts: { detached: boolean; ownNamespace: boolean }): ChildProcess {
   const [cmd, argv] = wsblkCommand(args, opts.ownNamespace);
-  return spawn(cmd, argv, { detached: opts.detached, stdio: ['ignore', out, out, 'ipc'], env: process.env });
+  // The daemon learns that the namespace is its own (mount-namespace.ts); nobody else inherits it.
+  const env = { ...process.env };
+  if (cmd === 'unshare') env[OWN_MOUNT_NS_ENV] = '1';
+  else delete env[OWN_MOUNT_NS_ENV];
+  return spawn(cmd, argv, { detached: opts.detached, stdio: ['ignore', out, out, 'ipc'], env });
 }
 
 /** Resolves with the child's ready (or error) message, or why it exited without one; progress lines go to onProgress. */

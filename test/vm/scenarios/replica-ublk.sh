@@ -62,6 +62,17 @@ step "wait for fio"
 wait_fio_verify
 wait_states "in-sync in-sync" 180
 grep -h "resync of\|ejecting\|epoch" "$WSBLK_RUN_DIR"/*.log | tail -8
+step "the recovered daemon's namespace holds no copy of the mount"
+# It was started (by the supervisor) after the mount: a copy there would keep the filesystem
+# alive past our umount, and its last writes would be lost at disconnect.
+DPID=$(daemon_pid "$ID")
+MAJMIN=$(cat /sys/class/block/${DEV#/dev/}/dev)
+n=0
+while awk -v d="$MAJMIN" '$3 == d { found = 1 } END { exit !found }' /proc/$DPID/mountinfo; do
+  n=$((n + 1)); [ $n -lt 20 ] || fail "daemon $DPID still has $DEV mounted: $(awk -v d="$MAJMIN" '$3 == d { print $5 }' /proc/$DPID/mountinfo)"
+  sleep 0.5
+done
+grep -h "detached the daemon's copy" "$WSBLK_RUN_DIR"/*.log || true
 step "unmount, flush, compare the replicas' files"
 umount $MNT
 $WSBLK disconnect "$DEV"
