@@ -2,11 +2,11 @@
 // `npm run bench`: the same fio jobs (nbd engine), interleaved, against wsblk (NBD -> ws -> server),
 // nbdkit memory (one hop) and nbdkit nbd -> nbdkit memory (two hops); RSS of our processes;
 // the goals of issue 4 as ratios from this one run. See bench/README.md.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { installCleanup, stopAll, stopProc } from './lib/procs.mjs';
+import { cpuSecondsOf, installCleanup, stopAll, stopProc } from './lib/procs.mjs';
 import { JOBS, opsPerSecond, prefill, runFio, runJob } from './lib/fio.mjs';
 import { TARGETS, listDevice, pinning, startTarget, startWsblkDaemon, startWsblkServer, waitInSync } from './lib/targets.mjs';
 import { memoryOf, sampleRss } from './lib/rss.mjs';
@@ -129,16 +129,9 @@ function checkPrerequisites(opts) {
   if (missing.length) throw new Error(`cannot run: missing ${missing.join('; ')}`);
 }
 
-/** CPU seconds (user + system) the processes `pids` ({role: pid}) used so far. */
+/** CPU seconds (user + system) the processes `pids` ({role: pid}) used so far (an exited one counts as far as it ran). */
 function cpuSeconds(pids) {
-  let sum = 0;
-  for (const pid of Object.values(pids)) {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      sum += (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-    } catch { /* exited: counted as far as it ran */ }
-  }
-  return sum;
+  return Object.values(pids).reduce((sum, pid) => sum + (cpuSecondsOf(pid) ?? 0), 0);
 }
 
 /** The interleaved rounds: for each job, each target in turn (order rotated per round). */

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { installCleanup, runCommand, startProc, stopAll, stopProc, tail, waitFor } from './lib/procs.mjs';
+import { cpuSecondsOf as cpuSeconds, installCleanup, runCommand, startProc, stopAll, stopProc, tail, waitFor } from './lib/procs.mjs';
 import { parseFioJob, runFio } from './lib/fio.mjs';
 import { WSBLK } from './lib/targets.mjs';
 import { CONFIG_FILE, RESULT_FILE, VM_JOBS } from './vm-common.mjs';
@@ -38,17 +38,6 @@ function version(cmd, args) {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0];
   } catch (e) {
     return (e.stdout || e.stderr || '').toString().trim().split('\n')[0] || null;
-  }
-}
-
-/** utime + stime of a process, in seconds (null once it is gone). */
-function cpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15; USER_HZ is 100 on Linux
-  } catch {
-    return null;
   }
 }
 

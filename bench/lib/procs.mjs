@@ -1,6 +1,18 @@
 // Child processes of the benchmark: every one is registered, and every one is stopped when the
 // bench ends, fails, or is interrupted (SIGINT/SIGTERM/SIGHUP, uncaught error).
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** utime + stime of a process, in seconds (null once it is gone). */
+export function cpuSecondsOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15; USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

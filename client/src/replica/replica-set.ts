@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { Errno, Op, bufferPool, logger } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
 import { ownPayload } from '../transport/inflight.js';
+import { NoAnswer, deadline } from './deadline.js';
 import { DirtyMap } from './dirty-map.js';
 import type { ReplicaLink } from './link.js';
 import { AttachRefused, decideMembership, type SetRecord } from './membership.js';
@@ -535,7 +536,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       if (joining && joining.mode !== 'resyncing') joining = undefined; // ejected meanwhile
       const members = this.replicas.filter((r) => r.mode === 'in-sync' || r === joining);
       const rec: SetRecord = { setId: this.setId, epoch: this.epoch + 1, inSync: members.map((r) => r.link.id) };
-      const results = await Promise.allSettled(members.map((r) => withTimeout(r.link.writeMeta(rec), this.o.replicaTimeoutMs)));
+      const results = await Promise.allSettled(members.map((r) => deadline(r.link.writeMeta(rec), this.o.replicaTimeoutMs)));
       const failed = members.filter((_, i) => results[i]!.status === 'rejected');
       if (failed.length < members.length) {
         this.epoch = rec.epoch;
@@ -591,7 +592,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     r.checking = true;
     // A link that reconnected into a black hole is up and silent: without a limit its record
     // would be awaited forever and the replica never resynced once the path heals.
-    withTimeout(r.link.readMeta(), this.o.replicaTimeoutMs).then((rec) => {
+    deadline(r.link.readMeta(), this.o.replicaTimeoutMs).then((rec) => {
       r.checking = false;
       if (this.closed || !this.replicas.includes(r) || r.mode !== 'out' || !r.map) return; // removed or ejected meanwhile
       if (!rec || rec.setId !== this.setId) {
@@ -606,7 +607,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       r.checking = false;
       log.warn(`replica ${r.link.id}: reading its record failed (${e.message}); trying again`);
       // A silent connection is dropped (what it holds fails): the next try starts on a new one.
-      if (/no answer/.test(e.message)) r.link.abandon(Errno.EIO);
+      if (e instanceof NoAnswer) r.link.abandon(Errno.EIO);
       setTimeout(() => { if (r.link.connected) this.startResync(r); }, 1000).unref();
     });
   }
@@ -712,14 +713,4 @@ function combinedInfo(links: ReplicaLink[]): DiskInfo {
     writeZeroes: infos.every((i) => i.writeZeroes),
     maxPayload: Math.min(...infos.map((i) => i.maxPayload)),
   };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

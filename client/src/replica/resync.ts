@@ -1,13 +1,14 @@
 import { CHECKSUM_CHUNK, CHECKSUM_DIGEST, Op } from '@wsblk/shared';
+import type { IoRequest } from '../target.js';
+import { deadline } from './deadline.js';
+import type { DirtyMap } from './dirty-map.js';
+import type { ReplicaLink } from './link.js';
+import type { RangeLock } from './range-lock.js';
 
 /** Bytes compared per pair of CHECKSUM requests in compare mode. */
 const COMPARE_BATCH_BYTES = 16 << 20;
 /** Regions copied at once. */
 const WINDOW = 4;
-import type { IoRequest } from '../target.js';
-import type { DirtyMap } from './dirty-map.js';
-import type { ReplicaLink } from './link.js';
-import type { RangeLock } from './range-lock.js';
 
 export interface ResyncOptions {
   lock: RangeLock;
@@ -128,7 +129,7 @@ export class Resync {
     const [a, b] = await deadline(Promise.all([
       src.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${src.id}: ${e.message}`, 'source'); }),
       dst.checksum(offset, length).catch((e: Error) => { throw new ResyncError(`checksum on ${dst.id}: ${e.message}`, 'target'); }),
-    ]), this.o.timeoutMs, `checksums of ${offset}+${length} took over ${this.o.timeoutMs / 1000} s`);
+    ]), this.o.timeoutMs, () => new ResyncError(`checksums of ${offset}+${length} took over ${this.o.timeoutMs / 1000} s`, 'none'));
     this.regionsCompared += to - from;
     const per = (rs / CHECKSUM_CHUNK) * CHECKSUM_DIGEST;
     const same = new Set<number>();
@@ -150,7 +151,7 @@ export class Resync {
       if (r.now) resolve();
     });
     try {
-      await deadline(this.copy(offset, length), this.o.timeoutMs, `copying ${offset}+${length} took over ${this.o.timeoutMs / 1000} s`);
+      await deadline(this.copy(offset, length), this.o.timeoutMs, () => new ResyncError(`copying ${offset}+${length} took over ${this.o.timeoutMs / 1000} s`, 'none'));
     } finally {
       lock.release(hold!);
     }
@@ -192,15 +193,4 @@ function io(link: ReplicaLink, req: IoRequest): Promise<Buffer | undefined> {
       resolve(data ? Buffer.from(data) : undefined);
     });
   });
-}
-
-function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  if (ms <= 0) return p;
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new ResyncError(what, 'none')), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
