@@ -150,15 +150,18 @@ async function measure(opts, dir, targets) {
         const label = `[${n}/${total}] round ${round + 1} ${job.name} on ${key}`;
         try {
           const cpu0 = cpuSeconds(t.pids);
+          const roleCpu0 = Object.fromEntries(Object.entries(t.pids).map(([k, pid]) => [k, cpuSecondsOf(pid) ?? 0]));
           const clusterCpu0 = t.clusterPids ? cpuSeconds(t.clusterPids) : null;
           const r = await runJob({ dir, job, uri: t.uri, runtime: opts.runtime, ramp: opts.ramp, region: opts.region, tag: `${job.name}-${key}-${round}`, cpus: opts.pin ? pinning.clientCpu : undefined });
           // CPU per I/O of the target's processes and fio: steadier than IOPS on a shared, loaded
           // machine, and on a CPU-bound one the ratio of the totals predicts the ratio of IOPS.
           const ops = opsPerSecond(job, r) * (opts.runtime + opts.ramp);
           r.cpuUsPerOp = ops > 0 ? (cpuSeconds(t.pids) - cpu0) * 1e6 / ops + (r.fioCpuUsPerOp ?? 0) : null;
+          // The same by process (daemon, each server, fio): where a target's CPU goes.
+          if (ops > 0) r.cpuUsPerOpByProcess = { ...Object.fromEntries(Object.entries(t.pids).map(([k, pid]) => [k, ((cpuSecondsOf(pid) ?? 0) - roleCpu0[k]) * 1e6 / ops])), fio: r.fioCpuUsPerOp ?? null };
           if (clusterCpu0 != null && ops > 0) r.cephCpuUsPerOp = (cpuSeconds(t.clusterPids) - clusterCpu0) * 1e6 / ops;
           results[job.name].runs[key].push({ round, ...r });
-          log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us, CPU ${r.cpuUsPerOp?.toFixed(1)} us/op${r.cephCpuUsPerOp != null ? ` (+ Ceph ${r.cephCpuUsPerOp.toFixed(1)})` : ''}`);
+          log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us, CPU ${r.cpuUsPerOp?.toFixed(1)} us/op${r.cpuUsPerOpByProcess ? ` (${Object.entries(r.cpuUsPerOpByProcess).map(([k, v]) => `${k} ${v?.toFixed(1)}`).join(', ')})` : ''}${r.cephCpuUsPerOp != null ? ` (+ Ceph ${r.cephCpuUsPerOp.toFixed(1)})` : ''}`);
         } catch (e) {
           results[job.name].runs[key].push({ round, error: e.message });
           log(`${label}: FAILED: ${e.message}`);

@@ -154,7 +154,7 @@ async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promi
       const replicas = s.replicas.map((r) => {
         const x = m.replicas.find((y) => y.url === r.url);
         const t = x?.stats();
-        return { ...r, ...(x && t ? { reconnects: t.reconnects, replayed: t.replayed, ejections: m.ejectionsOf(r.url), io: x.io.snapshot() } : {}) };
+        return { ...r, ...(x && t ? { reconnects: t.reconnects, replayed: t.replayed, requestsSent: t.requestsSent, messagesSent: t.messagesSent, repliesReceived: t.repliesReceived, messagesReceived: t.messagesReceived, ejections: m.ejectionsOf(r.url), io: x.io.snapshot() } : {}) };
       });
       return { state: s.inSync > 0 ? (rs.connected ? 'connected' : 'reconnecting') : 'no-quorum', inflight: rs.inflight, setId: s.setId, epoch: s.epoch, inSync: s.inSync, replicas, io: m.io.snapshot() };
     },

@@ -65,6 +65,16 @@ export interface RemoteDiskOptions {
   lendReads?: boolean;
 }
 
+/**
+ * Counts what a transport carries (a replica's figures in the daemon's metrics): called as each
+ * request is accepted and answered, with no closure or clock read of its own per request.
+ */
+export interface TransportMeter {
+  inflight: number;
+  /** A request answered: its op, bytes, and seconds since it was accepted (to the turn). */
+  count(op: number, length: number, seconds: number): void;
+}
+
 export interface TransportStats {
   connected: boolean;
   sessionId: string;
@@ -107,6 +117,8 @@ const GATEWAY_TRY_MS = 5_000;
  */
 export class RemoteDisk extends EventEmitter implements BlockTarget {
   info!: DiskInfo;
+  /** Counts every request submitted here as it is answered (set once, before the first submit). */
+  meter: TransportMeter | undefined;
   private conn: ServerConnection | undefined;
   private welcome: Welcome | undefined;
   private readonly table: InflightTable;
@@ -219,7 +231,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     if (this.closed || this.stopped) return;
     const held = this.table.drainAll();
     if (held.length) log.warn(`abandoning ${held.length} requests (${errnoName(status)})`);
-    for (const e of held) e.cb(status);
+    this.answerAll(held, status);
     this.conn?.terminate();
   }
 
@@ -249,11 +261,13 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
   submit(req: IoRequest, cb: IoCallback): void {
     if (this.closed || this.stopped) {
       // Fenced (stopped, not closed): nothing will ever send it, so fail it as in-flight ones were.
+      this.meter?.count(req.op, req.length, 0);
       process.nextTick(cb, this.closed ? Errno.ESHUTDOWN : Errno.EIO);
       return;
     }
     // Read-only: what does not change the data may go (reads, flushes, checksums, the record).
     if (this.opts.readOnly && (req.op === Op.Write || req.op === Op.Discard || req.op === Op.WriteZeroes || req.op === Op.MetaWrite)) {
+      this.meter?.count(req.op, req.length, 0);
       process.nextTick(cb, Errno.EPERM);
       return;
     }
@@ -267,6 +281,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     // system call.
     const since = this.flushQueued ? this.turnStart : (this.turnStart = performance.now());
     this.table.add({ seq: this.nextSeq++, req, cb, bytes, sent: false, since });
+    if (this.meter) this.meter.inflight++;
     this.scheduleFlush();
   }
 
@@ -284,7 +299,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     this.stopped = true;
     const conn = this.conn;
     // The table and the socket's queue own what they send: the callers' buffers are free at once.
-    for (const e of this.table.drainAll()) e.cb(Errno.ESHUTDOWN);
+    this.answerAll(this.table.drainAll(), Errno.ESHUTDOWN);
     this.stopTimers();
     if (conn) await conn.close(CloseCode.Normal, 'client closing');
     this.ready = false;
@@ -419,7 +434,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       : `the server refused the session's secret${detail}`;
     log.error(`${why}; this one stops`);
     this.stopped = true;
-    for (const e of this.table.drainAll()) e.cb(Errno.EIO);
+    this.answerAll(this.table.drainAll(), Errno.EIO);
     this.emit('fenced', why);
   }
 
@@ -480,6 +495,8 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     if (conn !== this.conn) return;
     this.messagesReceived++;
     this.repliesReceived += replies.length;
+    const meter = this.meter;
+    const now = meter ? performance.now() : 0;
     for (const rep of replies) {
       const e = this.table.complete(rep.seq);
       if (!e) continue; // timed out already, or answered twice across a reconnect
@@ -488,9 +505,26 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         log.error(`READ ${e.req.offset}+${e.req.length}: server sent ${rep.data?.length ?? 0} bytes`);
         status = Errno.EIO;
       }
+      if (meter) {
+        meter.inflight--;
+        meter.count(e.req.op, e.req.length, (now - e.since) / 1000);
+      }
       e.cb(status, status === 0 ? rep.data : undefined);
     }
     this.flush();
+  }
+
+  /** Answers requests that have left the table with `status` (counted by the meter). */
+  private answerAll(entries: readonly InflightEntry[], status: number): void {
+    const meter = this.meter;
+    const now = meter ? performance.now() : 0;
+    for (const e of entries) {
+      if (meter) {
+        meter.inflight--;
+        meter.count(e.req.op, e.req.length, (now - e.since) / 1000);
+      }
+      e.cb(status);
+    }
   }
 
   private startTimers(): void {
@@ -502,11 +536,9 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       // A failed WRITE whose frame still waits in the socket's queue leaves later with its own
       // bytes (the table's copy, retained by the connection): the caller may reuse its buffer
       // at once, and the connection (with everything else in flight on it) stays.
-      for (const e of late) {
-        this.table.complete(e.seq);
-        this.timedOut++;
-        e.cb(Errno.EIO);
-      }
+      for (const e of late) this.table.complete(e.seq);
+      this.timedOut += late.length;
+      this.answerAll(late, Errno.EIO);
       log.warn(`${late.length} requests failed with EIO after the ${ioTimeout / 1000} s I/O timeout`);
     }, Math.min(1000, ioTimeout));
     this.ioTimer.unref();
