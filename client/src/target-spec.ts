@@ -50,6 +50,8 @@ export interface SetSpec {
   resyncRate: number;
   /** Trust this replica at the first attach when the records do not settle it (then dropped). */
   forceInSync?: string;
+  /** A new set's replicas are identical already: all in sync at the first attach (then dropped). */
+  assumeClean?: boolean;
   /** The membership record this device stored last: a restarted daemon trusts it if still the newest. */
   known?: SetRecord;
 }

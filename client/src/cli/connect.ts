@@ -38,6 +38,7 @@ export interface ConnectOptions {
   replicaTimeout: number;
   resyncRate: number;
   forceInSync?: string;
+  assumeClean?: boolean;
   metricsListen?: { host: string; port: number };
   /** Other gateways of the same export, in the order they are tried. */
   failover: string[];
@@ -92,6 +93,7 @@ export function connectCommand(): Command {
     .option('--replica-timeout <seconds>', 'replica set: eject a replica that leaves a request unanswered this long (the last in-sync one is never ejected)', secondsArg, 8)
     .option('--resync-rate <size>', 'replica set: copy at most this much per second while resyncing (0: no limit)', sizeArg, 100 << 20)
     .option('--force-in-sync <url>', 'replica set: trust this replica when the records cannot tell which are in sync (writes the others had and it missed are lost)')
+    .option('--assume-clean', 'replica set: a new set whose exports are identical already (new, all zeroes): every replica in sync at once, nothing compared (as mdadm --assume-clean; `wsblk verify` checks it)')
     .option('--failover <url>', 'another gateway of the same data, tried in order when the connection is lost (repeatable; not with URL1,URL2,...)', collect, [])
     .option('--metrics-listen <host:port>', 'serve the device\'s metrics as Prometheus text at http://HOST:PORT/metrics (also `wsblk stats`)', listenArg)
     .addOption(new Option('--id <id>').hideHelp())
@@ -130,7 +132,8 @@ export function connectCommand(): Command {
       const dup = urls.find((u, i) => urls.indexOf(u) !== i);
       if (dup) throw new CliError(`${dup} is given twice`, EXIT.USAGE);
       if (tokens.size > 1) throw new CliError('the URLs carry different tokens: a replica set uses one token for every replica', EXIT.USAGE);
-      if (urls.length === 1 && (o.forceInSync || o.minInSync > 1)) throw new CliError('--min-in-sync and --force-in-sync are for a replica set (URL1,URL2,...)', EXIT.USAGE);
+      if (urls.length === 1 && (o.forceInSync || o.minInSync > 1 || o.assumeClean)) throw new CliError('--min-in-sync, --force-in-sync and --assume-clean are for a replica set (URL1,URL2,...)', EXIT.USAGE);
+      if (o.assumeClean && o.forceInSync) throw new CliError('--assume-clean (a new set) and --force-in-sync (an existing one) do not go together', EXIT.USAGE);
       if (o.minInSync > urls.length) throw new CliError(`--min-in-sync ${o.minInSync} is more than the ${urls.length} replicas`, EXIT.USAGE);
       if (o.forceInSync !== undefined) {
         try {
@@ -183,7 +186,7 @@ function childArgs(url: string, o: ConnectOptions, id: string): string[] {
     ...(o.nbd ? ['--nbd', o.nbd] : []), ...(o.tokenFile ? ['--token-file', o.tokenFile] : []),
     ...(o.supervise ? [] : ['--no-supervise']), ...(o.readOnly ? ['--read-only'] : []), ...(o.steal ? ['--steal'] : []),
     '--failfast-timeout', String(o.failfastTimeout), '--min-in-sync', String(o.minInSync), '--on-no-quorum', o.onNoQuorum, '--replica-timeout', String(o.replicaTimeout),
-    '--resync-rate', String(o.resyncRate), ...(o.forceInSync ? ['--force-in-sync', o.forceInSync] : []),
+    '--resync-rate', String(o.resyncRate), ...(o.forceInSync ? ['--force-in-sync', o.forceInSync] : []), ...(o.assumeClean ? ['--assume-clean'] : []),
     ...o.failover.flatMap((f) => ['--failover', f]),
     ...(o.metricsListen ? ['--metrics-listen', `${o.metricsListen.host.includes(':') ? `[${o.metricsListen.host}]` : o.metricsListen.host}:${o.metricsListen.port}`] : [])];
 }
@@ -213,6 +216,7 @@ export function connectDaemonOptions(url: string, o: ConnectOptions, kind: 'nbd'
       set: {
         replicas: urls.map((u) => ({ url: u, sessionId: '' })), minInSync: o.minInSync, onNoQuorum: o.onNoQuorum,
         replicaTimeoutMs: o.replicaTimeout * 1000, resyncRate: o.resyncRate, ...(o.forceInSync ? { forceInSync: o.forceInSync } : {}),
+        ...(o.assumeClean ? { assumeClean: true } : {}),
       },
     } : {}),
   };

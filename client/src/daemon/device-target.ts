@@ -110,7 +110,7 @@ async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promi
     rs = await ReplicaSet.open(links, {
       minInSync: set.minInSync, onNoQuorum: set.onNoQuorum, replicaTimeoutMs: set.replicaTimeoutMs, resyncRate: set.resyncRate,
       mapPath: (url) => mapPath(o.dir, o.id, url),
-      ...(set.forceInSync ? { forceInSync: set.forceInSync } : {}), ...(set.known ? { known: set.known } : {}),
+      ...(set.forceInSync ? { forceInSync: set.forceInSync } : {}), ...(set.assumeClean ? { assumeClean: true } : {}), ...(set.known ? { known: set.known } : {}),
     });
   } catch (e) {
     await Promise.all(disks.map((d) => d.close(0)));
@@ -118,6 +118,7 @@ async function replicaSet(spec: TargetSpec, set: SetSpec, o: OpenOptions): Promi
     throw e;
   }
   delete set.forceInSync; // once: a restarted daemon trusts its own record instead
+  delete set.assumeClean;
   set.known = rs.record;
   const fenced: Array<(why: string) => void> = [];
   const changed: Array<() => void> = [];

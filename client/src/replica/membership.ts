@@ -33,6 +33,8 @@ export function decideMembership(
   forceInSync?: string,
   /** The record this client stored last (a restarted daemon): if it is still the newest, it is the truth. */
   known?: SetRecord,
+  /** A new set whose replicas are known identical (new, all-zero exports): every one in sync, nothing compared. Only for a new set. */
+  assumeClean = false,
 ): Attached {
   const reachable = ids.filter((id) => records.has(id));
   const withRecord = reachable.filter((id) => records.get(id));
@@ -54,6 +56,8 @@ export function decideMembership(
       const missing = ids.filter((id) => !records.has(id));
       throw new AttachRefused(`a new replica set needs every replica reachable; unreachable: ${missing.join(', ')}`);
     }
+    // --assume-clean (mdadm's name): the user vouches that they are identical already.
+    if (assumeClean) return { inSync: [...ids], stale: [], setId: newSetId(), epoch: 0, created: true };
     return { inSync: [ids[0]!], stale: ids.slice(1), setId: newSetId(), epoch: 0, created: true };
   }
   const sets = new Set(withRecord.map((id) => records.get(id)!.setId));

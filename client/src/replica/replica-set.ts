@@ -52,6 +52,8 @@ export interface ReplicaSetOptions {
   mapPath: (id: string) => string;
   /** Trust this replica when the records do not settle which are in sync. */
   forceInSync?: string;
+  /** A new set's replicas are identical already (new, all-zero exports): all in sync at once, nothing compared. */
+  assumeClean?: boolean;
   /** The record this client stored last (a restarted daemon): trusted if it is still the newest. */
   known?: SetRecord;
 }
@@ -120,7 +122,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
   private burst: Replica | undefined;
   private burstArmed = false;
   private closed = false;
-  private readonly o: Required<Omit<ReplicaSetOptions, 'forceInSync' | 'known'>>;
+  private readonly o: Required<Omit<ReplicaSetOptions, 'forceInSync' | 'known' | 'assumeClean'>>;
 
   private constructor(links: ReplicaLink[], opts: ReplicaSetOptions, setId: string, epoch: number) {
     super();
@@ -165,7 +167,12 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     if (sizes.size > 1) {
       throw new AttachRefused(`the replicas differ in size: ${reachable.map((l) => `${l.id} ${l.info.size} bytes`).join(', ')}`);
     }
-    const decided = decideMembership(ids, records, () => randomBytes(8).toString('hex'), opts.forceInSync, opts.known);
+    const decided = decideMembership(ids, records, () => randomBytes(8).toString('hex'), opts.forceInSync, opts.known, opts.assumeClean === true);
+    if (opts.assumeClean && !decided.created) {
+      log.warn(`--assume-clean ignored: the replicas already form set ${decided.setId.slice(0, 8)} (epoch ${decided.epoch}), whose records say which are in sync`);
+    } else if (opts.assumeClean) {
+      log.info(`new replica set: --assume-clean, every replica in sync without a compare (wsblk verify checks that they are identical)`);
+    }
     const set = new ReplicaSet(links, opts, decided.setId, decided.epoch);
     for (const r of set.replicas) {
       const id = r.link.id;

@@ -75,3 +75,18 @@ test('live move: replica add, in sync, replica remove under fio verify; the old 
   assert.ok(allInSync(await listSet(d.runDir)));
   assert.deepEqual(await compareReplicas([b!.url, c!.url]), [], 'the replicas are identical');
 });
+
+test('--assume-clean: three new exports are in sync at attach, nothing is compared, fio verify passes and wsblk verify finds them identical', { timeout: 120_000 }, async (t) => {
+  if (!(await requireTool(t, 'fio'))) return;
+  const servers = await startReplicas(t, 3);
+  const urls = servers.map((s) => s.url);
+  const d = await startSetDaemon(t, tempDir(t), urls, ['--assume-clean']);
+  const s = await listSet(d.runDir);
+  assert.ok(allInSync(s), `every replica in sync at attach: ${s.replicas.map((r) => `${r.url} ${r.state}`).join(', ')}`);
+  const r = await fioVerify(d.uri, '16M');
+  assertVerified(r, 16 * MiB, () => d.proc.output().slice(-3000));
+  assert.deepEqual(await compareReplicas(urls), [], 'the replicas are identical');
+  const log = d.proc.output();
+  assert.match(log, /--assume-clean, every replica in sync without a compare/);
+  assert.doesNotMatch(log, /resync of/, 'no resync ran');
+});

@@ -118,6 +118,8 @@ test('bad command lines exit 2 with a clear message', async () => {
     [['connect', 'ws://h/d0', '--io-timeout', 'soon'], /not a number of seconds/],
     [['connect', 'ws://h/d0', '--block-size', '1000'], /'1000' is not 512 or 4096/],
     [['connect', 'ws://h/d0', '--depth', '0'], /not a whole number from 1 to 4096/],
+    [['connect', 'ws://h/d0', '--nbd', '/tmp/x.sock', '--assume-clean'], /--assume-clean are for a replica set/],
+    [['connect', 'ws://h:1/d0,ws://h:2/d0', '--nbd', '/tmp/x.sock', '--assume-clean', '--force-in-sync', 'ws://h:1/d0'], /do not go together/],
     [['serve'], /at least one --export/],
     [['serve', '--export', 'd0=tape:/dev/st0'], /unknown backend 'tape'/],
     [['serve', '--export', 'd0=memory:12Q'], /invalid size/],

@@ -65,6 +65,30 @@ test('a new set: the first replica is the truth, the others are compared and cop
   assert.deepEqual(links[0]!.meta?.inSync, links.map((l) => l.id));
 });
 
+test('--assume-clean: a new set is in sync at once, nothing compared; on an existing set it changes nothing', async (t) => {
+  const { links, options, open } = setup(t, 3);
+  const set = await open({ ...options, assumeClean: true });
+  assert.equal(set.status.inSync, 3, 'every replica in sync at attach');
+  assert.deepEqual(set.status.replicas.map((r) => r.state), ['in-sync', 'in-sync', 'in-sync']);
+  for (const l of links) assert.equal(l.sent.Checksum ?? 0, 0, `${l.id} was not compared`);
+  for (const l of links) assert.deepEqual(l.meta?.inSync, links.map((x) => x.id), `${l.id} stores all three as in sync`);
+  const data = bytes(65536, 9);
+  assert.equal((await write(set, 1 << 20, data)).status, 0);
+  await set.close();
+  // The set exists now: a stale replica is still resynced, whatever --assume-clean says.
+  links[2]!.meta = { ...links[2]!.meta!, epoch: 0 };
+  const again = await open({ ...options, assumeClean: true });
+  assert.equal(again.status.replicas[2]!.state === 'in-sync', false, 'the replica with an older record is not trusted');
+  await until('all in sync', () => again.status.inSync === 3);
+  assertSame(links);
+  // Membership: only a new set takes it.
+  const id = () => 'fresh';
+  assert.deepEqual(decideMembership(['a', 'b'], new Map([['a', null], ['b', null]]), id, undefined, undefined, true),
+    { inSync: ['a', 'b'], stale: [], setId: 'fresh', epoch: 0, created: true });
+  const rec: SetRecord = { setId: 's1', epoch: 4, inSync: ['a'] };
+  assert.deepEqual(decideMembership(['a', 'b'], new Map([['a', rec], ['b', null]]), id, undefined, undefined, true).inSync, ['a']);
+});
+
 test('writes reach every replica; reads are spread over the in-sync ones, a burst to one replica', async (t) => {
   const { links, open } = setup(t, 3);
   const set = await open();
