@@ -1,7 +1,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { getDeviceInfo } from '@wsblk/native';
-import { ublkFrontend } from '../daemon/frontends.js';
+import { nbdFrontend, ublkFrontend } from '../daemon/frontends.js';
 import { printProgress, relayReady, spawnWsblk, supervise, waitReady, type ReadyMessage } from '../daemon/launch.js';
 import { listStates, logPath, pidAlive, runDir, type DeviceState } from '../daemon/rundir.js';
 import { runDaemon } from './connect.js';
@@ -17,13 +17,16 @@ interface RecoverOptions {
 
 export function recoverCommand(): Command {
   return new Command('recover')
-    .summary('take over a ublk device whose daemon died')
-    .description('Start a new daemon for a ublk device whose daemon died (SIGKILL, crash). The kernel '
-      + 'keeps such a device QUIESCED and holds its I/O; the new daemon resumes the server session '
+    .summary('take over a device whose daemon died')
+    .description('Start a new daemon for a device whose daemon died (SIGKILL, crash). A ublk device: '
+      + 'the kernel keeps it QUIESCED and holds its I/O; the new daemon resumes the server session '
       + '(the server fences the dead daemon\'s connection), fetches every tag and ends the recovery, '
       + 'and the kernel re-sends what the dead daemon held: applications see no error. A supervised '
-      + 'device (the default of connect) is recovered automatically; this is for --no-supervise.')
-    .argument('<device>', 'an id from `wsblk list`, or /dev/ublkbN')
+      + 'device (the default of connect) is recovered automatically; this is for --no-supervise. '
+      + 'An NBD export: the new daemon resumes every server session (no --steal, no waiting for the '
+      + 'dead one\'s sessions to expire), a replica set its resync where it stopped, and listens on '
+      + 'the same socket again; NBD clients reconnect to it (qemu with reconnect-delay, nbd-client -persist).')
+    .argument('<device>', 'an id from `wsblk list`, /dev/ublkbN, or an NBD export\'s socket')
     .option('--foreground', 'run the new daemon in this process')
     .option('--no-supervise', 'do not start a supervisor for the new daemon')
     .addOption(new Option('--ready-ipc').hideHelp())
@@ -32,8 +35,11 @@ export function recoverCommand(): Command {
       const dir = runDir();
       const state = matchDevice(listStates(dir), what);
       if (!state) throw new CliError(`no device '${what}' (see \`wsblk list\`)`, EXIT.NO_DEVICE);
-      if (state.kind !== 'ublk' || state.devId === undefined) {
-        throw new CliError(`${state.id} is an NBD export: there is nothing to recover; connect it again`);
+      if (state.kind === 'ublk' && state.devId === undefined) {
+        throw new CliError(`${state.id}: its state names no ublk device id: disconnect it and connect again`);
+      }
+      if (state.kind === 'nbd' && !state.socket) {
+        throw new CliError(`${state.id}: its state names no socket: disconnect it and connect again`);
       }
       if (!state.target) {
         throw new CliError(`${state.id} was connected by an older wsblk (its state has no target): disconnect it and connect again`);
@@ -41,7 +47,9 @@ export function recoverCommand(): Command {
       if (!o.supervised && state.pid && state.pid !== process.pid && pidAlive(state.pid)) {
         throw new CliError(`${state.device} is served by daemon ${state.pid}: nothing to recover`);
       }
-      const supervised = cmd.getOptionValueSource('supervise') === 'cli' ? o.supervise : state.options.supervise !== false;
+      // NBD exports have no supervisor (connect starts none for them).
+      const supervised = state.kind === 'nbd' ? false
+        : cmd.getOptionValueSource('supervise') === 'cli' ? o.supervise : state.options.supervise !== false;
       if (!o.foreground) return recoverInBackground(dir, state, supervised);
       if (supervised && !o.supervised) {
         const args = ['recover', state.id, '--foreground', '--ready-ipc', '--supervised'];
@@ -54,8 +62,22 @@ export function recoverCommand(): Command {
         });
         process.exit(code);
       }
-      await recoverHere(state, o);
+      if (state.kind === 'nbd') await recoverNbdHere(state, o);
+      else await recoverHere(state, o);
     });
+}
+
+/** A new daemon for an NBD export: the same sessions (the state has their secret), the same socket. */
+async function recoverNbdHere(state: DeviceState, o: RecoverOptions): Promise<void> {
+  await runDaemon({
+    id: state.id,
+    kind: 'nbd',
+    target: state.target!,
+    frontend: nbdFrontend(state.socket!),
+    recorded: state.options,
+    ...(state.options.metricsListen ? { metricsListen: state.options.metricsListen as { host: string; port: number } } : {}),
+    extraState: { socket: state.socket! },
+  }, o);
 }
 
 async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void> {

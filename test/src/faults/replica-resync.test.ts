@@ -3,7 +3,9 @@
 // writes leave the replicas identical.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fio, requireTool, sleep } from '../support/procs.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fio, requireTool, sleep, wsblk } from '../support/procs.js';
 import { allInSync, compareReplicas, fioPattern, inSyncSet, listSet, startSetDaemon, stateOf, waitSet } from '../support/replica-procs.js';
 
 test('a stale replica is never read from: while it resyncs and after, every read returns the new data', { timeout: 120_000 }, async (t) => {
@@ -39,14 +41,19 @@ test('a stale replica is never read from: while it resyncs and after, every read
   assert.deepEqual(await compareReplicas(direct), []);
 });
 
-test('a daemon SIGKILLed during a resync: a new daemon for the device resumes the resync at its saved offset', { timeout: 120_000 }, async (t) => {
-  if (!(await requireTool(t, 'fio'))) return;
-  const args = ['--replica-timeout', '2', '--resync-rate', '4M'];
-  const { dir, proxies: [proxy], urls, direct, d } = await inSyncSet(t, 2, args, 1);
+const RESYNC_ARGS = ['--replica-timeout', '2', '--resync-rate', '4M'];
+
+/**
+ * Two replicas (the second behind a proxy), 32 MiB of `pattern` written while the second was
+ * cut off, and the set's daemon SIGKILLed once the resync of it shows half done.
+ */
+async function killedMidResync(t: import('node:test').TestContext, pattern: string) {
+  const set = await inSyncSet(t, 2, RESYNC_ARGS, 1);
+  const { proxies: [proxy], d } = set;
   const id = (await listSet(d.runDir)).id;
   proxy!.hold();
   proxy!.dropAll();
-  const w = await fioPattern(d.uri, '32M', '0x6c6c6c6c');
+  const w = await fioPattern(d.uri, '32M', pattern);
   assert.equal(w.errors, 0, w.raw.slice(-2000));
   proxy!.release();
   // Killed once it shows half done: the position is saved about once a second (4 MiB at this
@@ -54,8 +61,15 @@ test('a daemon SIGKILLed during a resync: a new daemon for the device resumes th
   await waitSet(d.runDir, (s) => (s.replicas[1]?.resync?.percent ?? 0) >= 50, 'the resync is half done', 30_000, d.proc);
   d.proc.child.kill('SIGKILL');
   await d.proc.exited;
-  // NBD devices have no `wsblk recover` (ublk only): a new daemon with the same id and run dir
-  // (where the dirty map is); --steal, as the dead daemon's sessions hold the exports for 120 s.
+  return { ...set, id };
+}
+
+test('a daemon SIGKILLed during a resync: a new daemon for the device resumes the resync at its saved offset', { timeout: 120_000 }, async (t) => {
+  if (!(await requireTool(t, 'fio'))) return;
+  const args = RESYNC_ARGS;
+  const { dir, urls, direct, id } = await killedMidResync(t, '0x6c6c6c6c');
+  // Connected again by hand: a new daemon with the same id and run dir (where the dirty map is);
+  // --steal, as the dead daemon's sessions hold the exports for 120 s (`wsblk recover` below needs neither).
   const again = await startSetDaemon(t, dir, urls, [...args, '--id', id, '--steal'], 'again');
   await waitSet(again.runDir, allInSync, 'the resumed resync completes', 60_000, again.proc);
   const m = /resync of \S+ resumes at offset (\d+)/.exec(again.proc.output());
@@ -65,6 +79,27 @@ test('a daemon SIGKILLed during a resync: a new daemon for the device resumes th
   const check = await fioPattern(again.uri, '32M', '0x6c6c6c6c', true, 2);
   assert.equal(check.errors, 0, check.raw.slice(-2000));
   assert.deepEqual(await compareReplicas(direct), []);
+});
+
+test('wsblk recover: an NBD replica set whose daemon was SIGKILLed mid-resync is taken over on the same socket, its sessions resumed (no --steal), the resync resumed', { timeout: 120_000 }, async (t) => {
+  if (!(await requireTool(t, 'fio'))) return;
+  const { direct, d, id } = await killedMidResync(t, '0x3c3c3c3c');
+  const env = { WSBLK_RUN_DIR: d.runDir };
+  // The dead daemon's sessions still hold both exports: only a daemon that shows their secret
+  // (the state file's) gets them back without --steal.
+  const r = await wsblk(['recover', id], env);
+  t.after(() => wsblk(['disconnect', id], env));
+  assert.equal(r.code, 0, `recover: ${r.stderr}`);
+  assert.equal(r.stdout.trim(), d.uri, 'the same NBD socket');
+  const log = () => readFileSync(join(d.runDir, `${id}.log`), 'utf8');
+  await waitSet(d.runDir, allInSync, 'the resumed resync completes', 60_000);
+  const m = /resync of \S+ resumes at offset (\d+)/.exec(log());
+  assert.ok(m && Number(m[1]) >= 8 << 20, `the recovered daemon resumed the resync past a quarter:\n${log().slice(-3000)}`);
+  t.diagnostic(`resumed at offset ${m![1]}`);
+  const check = await fioPattern(d.uri, '32M', '0x3c3c3c3c', true, 2);
+  assert.equal(check.errors, 0, check.raw.slice(-2000));
+  assert.deepEqual(await compareReplicas(direct), []);
+  assert.equal((await wsblk(['recover', id], env)).code !== 0, true, 'a live daemon is not recovered again');
 });
 
 test('overlapping concurrent writes to 3 replicas leave them identical', { timeout: 120_000 }, async (t) => {
