@@ -28,7 +28,7 @@ export function recoverCommand(): Command {
       + 'the same socket again; NBD clients reconnect to it (qemu with reconnect-delay, nbd-client -persist).')
     .argument('<device>', 'an id from `wsblk list`, /dev/ublkbN, or an NBD export\'s socket')
     .option('--foreground', 'run the new daemon in this process')
-    .option('--no-supervise', 'do not start a supervisor for the new daemon')
+    .option('--no-supervise', 'ublk: do not start a supervisor for the new daemon (an NBD export has none)')
     .addOption(new Option('--ready-ipc').hideHelp())
     .addOption(new Option('--supervised').hideHelp())
     .action(async (what: string, o: RecoverOptions, cmd: Command) => {
