@@ -111,7 +111,7 @@ async function recoverInBackground(dir: string, state: DeviceState, supervised: 
   const log = logPath(dir, state.id);
   const fd = openSync(log, 'a', 0o600);
   const args = ['recover', state.id, '--foreground', '--ready-ipc', ...(supervised ? [] : ['--no-supervise'])];
-  const child = spawnWsblk(args, fd, { detached: true, ownNamespace: !supervised });
+  const child = spawnWsblk(args, fd, { detached: true, ownNamespace: state.kind === 'ublk' && !supervised });
   closeSync(fd);
   const r: ReadyMessage = await waitReady(child, log, printProgress);
   if (!r.ready) throw new CliError(r.error ?? 'recovery failed', r.exitCode ?? EXIT.FAILURE);
