@@ -129,10 +129,12 @@ function checkPrerequisites(opts) {
   if (missing.length) throw new Error(`cannot run: missing ${missing.join('; ')}`);
 }
 
-/** CPU seconds (user + system) the processes `pids` ({role: pid}) used so far (an exited one counts as far as it ran). */
-function cpuSeconds(pids) {
-  return Object.values(pids).reduce((sum, pid) => sum + (cpuSecondsOf(pid) ?? 0), 0);
+/** CPU seconds (user + system) each of the processes `pids` ({role: pid}) used so far (an exited one counts as far as it ran). */
+function cpuByRole(pids) {
+  return Object.fromEntries(Object.entries(pids).map(([role, pid]) => [role, cpuSecondsOf(pid) ?? 0]));
 }
+
+const sum = (byRole) => Object.values(byRole).reduce((a, b) => a + b, 0);
 
 /** The interleaved rounds: for each job, each target in turn (order rotated per round). */
 async function measure(opts, dir, targets) {
@@ -149,17 +151,17 @@ async function measure(opts, dir, targets) {
         const t = targets[key];
         const label = `[${n}/${total}] round ${round + 1} ${job.name} on ${key}`;
         try {
-          const cpu0 = cpuSeconds(t.pids);
-          const roleCpu0 = Object.fromEntries(Object.entries(t.pids).map(([k, pid]) => [k, cpuSecondsOf(pid) ?? 0]));
-          const clusterCpu0 = t.clusterPids ? cpuSeconds(t.clusterPids) : null;
+          const cpu0 = cpuByRole(t.pids);
+          const clusterCpu0 = t.clusterPids ? sum(cpuByRole(t.clusterPids)) : null;
           const r = await runJob({ dir, job, uri: t.uri, runtime: opts.runtime, ramp: opts.ramp, region: opts.region, tag: `${job.name}-${key}-${round}`, cpus: opts.pin ? pinning.clientCpu : undefined });
           // CPU per I/O of the target's processes and fio: steadier than IOPS on a shared, loaded
           // machine, and on a CPU-bound one the ratio of the totals predicts the ratio of IOPS.
           const ops = opsPerSecond(job, r) * (opts.runtime + opts.ramp);
-          r.cpuUsPerOp = ops > 0 ? (cpuSeconds(t.pids) - cpu0) * 1e6 / ops + (r.fioCpuUsPerOp ?? 0) : null;
+          const cpu1 = cpuByRole(t.pids);
+          r.cpuUsPerOp = ops > 0 ? (sum(cpu1) - sum(cpu0)) * 1e6 / ops + (r.fioCpuUsPerOp ?? 0) : null;
           // The same by process (daemon, each server, fio): where a target's CPU goes.
-          if (ops > 0) r.cpuUsPerOpByProcess = { ...Object.fromEntries(Object.entries(t.pids).map(([k, pid]) => [k, ((cpuSecondsOf(pid) ?? 0) - roleCpu0[k]) * 1e6 / ops])), fio: r.fioCpuUsPerOp ?? null };
-          if (clusterCpu0 != null && ops > 0) r.cephCpuUsPerOp = (cpuSeconds(t.clusterPids) - clusterCpu0) * 1e6 / ops;
+          if (ops > 0) r.cpuUsPerOpByProcess = { ...Object.fromEntries(Object.keys(cpu1).map((k) => [k, (cpu1[k] - cpu0[k]) * 1e6 / ops])), fio: r.fioCpuUsPerOp ?? null };
+          if (clusterCpu0 != null && ops > 0) r.cephCpuUsPerOp = (sum(cpuByRole(t.clusterPids)) - clusterCpu0) * 1e6 / ops;
           results[job.name].runs[key].push({ round, ...r });
           log(`${label}: ${job.metric === 'iops' ? `${Math.round(r.iops)} IOPS` : `${r.mibps.toFixed(0)} MiB/s`}, p50 ${r.clatP50Us.toFixed(0)} us, p99 ${r.clatP99Us.toFixed(0)} us, CPU ${r.cpuUsPerOp?.toFixed(1)} us/op${r.cpuUsPerOpByProcess ? ` (${Object.entries(r.cpuUsPerOpByProcess).map(([k, v]) => `${k} ${v?.toFixed(1)}`).join(', ')})` : ''}${r.cephCpuUsPerOp != null ? ` (+ Ceph ${r.cephCpuUsPerOp.toFixed(1)})` : ''}`);
         } catch (e) {

@@ -67,17 +67,23 @@ export function recoverCommand(): Command {
     });
 }
 
-/** A new daemon for an NBD export: the same sessions (the state has their secret), the same socket. */
-async function recoverNbdHere(state: DeviceState, o: RecoverOptions): Promise<void> {
-  await runDaemon({
+/**
+ * What every recovered daemon keeps of the dead one: its id, the target with the sessions to
+ * resume and their secret (only this device's state file has them), its recorded options, and
+ * where it served its metrics.
+ */
+function takenOver(state: DeviceState) {
+  return {
     id: state.id,
-    kind: 'nbd',
     target: state.target!,
-    frontend: nbdFrontend(state.socket!),
     recorded: state.options,
     ...(state.options.metricsListen ? { metricsListen: state.options.metricsListen as { host: string; port: number } } : {}),
-    extraState: { socket: state.socket! },
-  }, o);
+  };
+}
+
+/** A new daemon for an NBD export: the same sessions, the same socket. */
+async function recoverNbdHere(state: DeviceState, o: RecoverOptions): Promise<void> {
+  await runDaemon({ ...takenOver(state), kind: 'nbd', frontend: nbdFrontend(state.socket!), extraState: { socket: state.socket! } }, o);
 }
 
 async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void> {
@@ -90,19 +96,14 @@ async function recoverHere(state: DeviceState, o: RecoverOptions): Promise<void>
       + (info.state === 'dead' ? ' (disconnect it and connect again)' : ''));
   }
   await runDaemon({
-    id: state.id,
+    ...takenOver(state),
     kind: 'ublk',
-    // The session to resume and its secret: only this device's state file has them.
-    target: state.target!,
     // The kernel holds the I/O while we wait: wait for the server as long as it takes.
     connectTimeoutMs: 0,
     frontend: ublkFrontend({
       id: devId, queues: 0, depth: 0, maxIoBytes: 0, blockSize: 512,
       ...(typeof state.options.failfastMs === 'number' ? { failfastMs: state.options.failfastMs } : {}),
     }, true),
-    recorded: state.options,
-    // A recovered daemon serves its metrics where the first one did.
-    ...(state.options.metricsListen ? { metricsListen: state.options.metricsListen as { host: string; port: number } } : {}),
     extraState: { devId, ...(o.supervised ? { supervisorPid: process.ppid } : {}) },
   }, o);
 }

@@ -17,14 +17,21 @@ export class IoMeter implements TransportMeter {
   readonly ops = new Float64Array(OP_COUNT);
   readonly bytes = new Float64Array(OP_COUNT);
   readonly latency = Array.from({ length: OP_COUNT }, () => new LatencyHistogram());
-  inflight = 0;
+  private pending = 0;
+
+  /** `inflightOf`: where a transport's meter reads what is in flight (submit() counts its own). */
+  constructor(private readonly inflightOf?: () => number) {}
+
+  get inflight(): number {
+    return this.inflightOf ? this.inflightOf() : this.pending;
+  }
 
   /** Sends `req` through `submit`, counting it when it is answered. */
   submit(submit: (req: IoRequest, cb: IoCallback) => void, req: IoRequest, cb: IoCallback): void {
     const t0 = performance.now();
-    this.inflight++;
+    this.pending++;
     submit(req, (status, data) => {
-      this.inflight--;
+      this.pending--;
       this.count(req.op, req.length, (performance.now() - t0) / 1000);
       cb(status, data);
     });
@@ -220,7 +227,7 @@ export function serveMetrics(metrics: DaemonMetrics, host: string, port: number)
  * hooks and a request costs no closure or clock read more per replica.
  */
 export function meterReplica(metrics: DaemonMetrics, url: string, disk: RemoteDisk): void {
-  const io = new IoMeter();
+  const io = new IoMeter(() => disk.inflight);
   disk.meter = io;
   metrics.replicas.push({ url, io, stats: () => disk.stats });
 }

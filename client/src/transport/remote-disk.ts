@@ -67,10 +67,10 @@ export interface RemoteDiskOptions {
 
 /**
  * Counts what a transport carries (a replica's figures in the daemon's metrics): called as each
- * request is accepted and answered, with no closure or clock read of its own per request.
+ * request is answered, with no closure or clock read of its own per request. What is in flight
+ * is the transport's own count (RemoteDisk.inflight).
  */
 export interface TransportMeter {
-  inflight: number;
   /** A request answered: its op, bytes, and seconds since it was accepted (to the turn). */
   count(op: number, length: number, seconds: number): void;
 }
@@ -258,6 +258,11 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     return this.opts.url;
   }
 
+  /** Requests accepted and not answered yet. */
+  get inflight(): number {
+    return this.table.size;
+  }
+
   submit(req: IoRequest, cb: IoCallback): void {
     if (this.closed || this.stopped) {
       // Fenced (stopped, not closed): nothing will ever send it, so fail it as in-flight ones were.
@@ -281,7 +286,6 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     // system call.
     const since = this.flushQueued ? this.turnStart : (this.turnStart = performance.now());
     this.table.add({ seq: this.nextSeq++, req, cb, bytes, sent: false, since });
-    if (this.meter) this.meter.inflight++;
     this.scheduleFlush();
   }
 
@@ -505,10 +509,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
         log.error(`READ ${e.req.offset}+${e.req.length}: server sent ${rep.data?.length ?? 0} bytes`);
         status = Errno.EIO;
       }
-      if (meter) {
-        meter.inflight--;
-        meter.count(e.req.op, e.req.length, (now - e.since) / 1000);
-      }
+      meter?.count(e.req.op, e.req.length, (now - e.since) / 1000);
       e.cb(status, status === 0 ? rep.data : undefined);
     }
     this.flush();
@@ -519,10 +520,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     const meter = this.meter;
     const now = meter ? performance.now() : 0;
     for (const e of entries) {
-      if (meter) {
-        meter.inflight--;
-        meter.count(e.req.op, e.req.length, (now - e.since) / 1000);
-      }
+      meter?.count(e.req.op, e.req.length, (now - e.since) / 1000);
       e.cb(status);
     }
   }
