@@ -131,5 +131,38 @@ export class BufferPool {
   }
 }
 
+/**
+ * Small buffers cut from the pool's slabs: one take() per slab, not an allocation per 4 KiB.
+ * A piece is a holder of its slab like any view of a pooled buffer (retain, release); the
+ * cutter holds the slab too until it has cut it up. Once every piece is released the slab goes
+ * back to the pool and is cut again, its pages already in memory: a fresh slab faulted in a
+ * zeroed page for every 4 KiB piece copied into it (bench/RESULTS.md, 2026-12-02 fourth session).
+ */
+export class SlabCutter {
+  private slab: Buffer = Buffer.alloc(0);
+  private used = 0;
+
+  constructor(
+    private readonly pool: BufferPool,
+    /** Bytes per slab; a piece is at most this long. */
+    readonly slabBytes = 256 * 1024,
+  ) {
+    if (slabBytes < POOL_MIN_BYTES) throw new RangeError(`slabs of ${slabBytes} bytes would not be pooled`);
+  }
+
+  /** n bytes (contents undefined, n <= slabBytes) that the caller holds once: it release()s them to the pool. */
+  cut(n: number): Buffer {
+    if (this.used + n > this.slab.length) {
+      if (this.slab.length > 0) this.pool.release(this.slab);
+      this.slab = this.pool.take(this.slabBytes);
+      this.used = 0;
+    }
+    const piece = this.slab.subarray(this.used, this.used + n);
+    this.used += (n + 7) & ~7; // 8-byte aligned, as the next copy's memcpy likes
+    this.pool.retain(piece);
+    return piece;
+  }
+}
+
 /** The process's pool: the client's NBD write payloads and large reply frames; the server's large request frames. */
 export const bufferPool = new BufferPool();

@@ -1,4 +1,4 @@
-import { Op, POOL_MIN_BYTES, bufferPool } from '@wsblk/shared';
+import { Op, POOL_MIN_BYTES, SlabCutter, bufferPool } from '@wsblk/shared';
 import type { IoCallback, IoRequest } from '../target.js';
 
 /** A request the transport has accepted and not yet completed to its frontend. */
@@ -121,41 +121,21 @@ export class InflightTable {
   }
 }
 
-/**
- * Copies of small payloads are cut from slabs: one allocation per SLAB_BYTES, not one per
- * 4 KiB write (an ArrayBuffer each cost a quarter of the 4k write rate in the host bench). A
- * slab is never written twice, so a copy is never given back: the GC frees a slab with its last view.
- */
-const SLAB_BYTES = 256 * 1024;
-let slab = Buffer.alloc(0);
-let slabUsed = 0;
-/** The slabs' memory: a view into one is a copy of ours that nobody writes again, so it is shared, not copied. */
-const slabs = new WeakSet<ArrayBufferLike>();
+/** Where copies of small payloads come from (a piece of a pooled slab, not an allocation each). */
+const pieces = new SlabCutter(bufferPool);
 
 /**
- * Bytes that may be kept past the caller's callback: the pooled buffer itself, retained; a slab
- * copy as it is (never written again); else a copy. The caller release()s it to bufferPool when
- * done (a no-op for slab copies). A replica set calls it once per write, so its replicas share one copy.
+ * Bytes that may be kept past the caller's callback: a pooled buffer (a slab piece too) itself,
+ * retained; else a copy, pooled. The caller release()s it to bufferPool when done. A replica set
+ * calls it once per write, so its replicas share (and each retain) one copy.
  */
 export function ownPayload(p: Buffer): Buffer {
   if (bufferPool.holds(p)) {
     bufferPool.retain(p);
     return p;
   }
-  if (slabs.has(p.buffer)) return p;
   const n = p.length;
-  let copy: Buffer;
-  if (n >= POOL_MIN_BYTES) {
-    copy = bufferPool.take(n);
-  } else {
-    if (slabUsed + n > slab.length) {
-      slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      slabs.add(slab.buffer);
-      slabUsed = 0;
-    }
-    copy = slab.subarray(slabUsed, slabUsed + n);
-    slabUsed += (n + 7) & ~7; // 8-byte aligned, as the next copy's memcpy likes
-  }
+  const copy = n < POOL_MIN_BYTES ? pieces.cut(n) : bufferPool.take(n);
   p.copy(copy);
   return copy;
 }

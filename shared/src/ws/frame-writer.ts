@@ -10,6 +10,10 @@ import { MaskKeys, unmask } from './mask.js';
 /** Parts this small are copied into the frame header buffer (one buffer, no iovec). */
 const MERGE_BELOW = 1024;
 const EMPTY = Buffer.alloc(0);
+/** A client's masked frames up to this size are built in its writer's scratch buffer. */
+const SCRATCH_MAX = 256 * 1024;
+/** The scratch buffer's first size (it grows to the largest frame built in it). */
+const SCRATCH_MIN = 64 * 1024;
 
 /** sendmsg without blocking: bytes taken, or a negative errno (the native addon's sendv). */
 export type Sendv = (fd: number, buffers: readonly Buffer[]) => number;
@@ -43,6 +47,8 @@ export class FrameWriter {
   private readonly fd: number;
   private readonly out: Buffer[] = [];
   private readonly keys: MaskKeys | null;
+  /** A client's buffer for masked frames the kernel takes at once (maskedMessage). */
+  private scratch = EMPTY;
   /** Frames the kernel took whole from sendv (the rest went through socket.write). */
   sentDirect = 0;
 
@@ -76,10 +82,24 @@ export class FrameWriter {
     out.length = 0;
   }
 
-  /** A client's message: header and payload masked into one pooled copy. */
+  /**
+   * A client's message: header and payload masked into one copy. While the socket's queue is
+   * empty the copy is made in a scratch buffer of this writer's, used again for the next
+   * message once the kernel has taken this one whole (as it does unless the socket is backed
+   * up): no allocation per message, and memory that is warm. A frame the kernel takes only part
+   * of leaves its scratch to the socket's queue, and the next message takes a new one. Larger
+   * frames, and any while the queue holds bytes, are copied into a pooled buffer that goes back
+   * once the kernel has it.
+   */
   private maskedMessage(parts: readonly Buffer[], total: number): void {
     const at = headerLength(total, true);
-    const frame = this.pool.take(at + total);
+    const n = at + total;
+    const scratch = n <= SCRATCH_MAX && this.fd >= 0 && this.socket.writableLength === 0 && this.socket.writableCorked === 0;
+    let frame: Buffer;
+    if (scratch) {
+      if (this.scratch.length < n) this.scratch = Buffer.allocUnsafeSlow(Math.max(n, SCRATCH_MIN));
+      frame = this.scratch.subarray(0, n);
+    } else frame = this.pool.take(n);
     const key = this.keys!.next();
     writeHeader(frame, Opcode.Binary, total, true, key);
     let off = at;
@@ -87,8 +107,9 @@ export class FrameWriter {
     unmask(frame.subarray(at), key);
     this.out.push(frame);
     // Only pooled copies need giving back (smaller ones are left to the GC, without a closure).
-    this.write(this.out, frame.length, frame.length >= POOL_MIN_BYTES ? () => this.pool.release(frame) : undefined);
+    const whole = this.write(this.out, n, !scratch && n >= POOL_MIN_BYTES ? () => this.pool.release(frame) : undefined);
     this.out.length = 0;
+    if (scratch && !whole) this.scratch = EMPTY; // the socket's queue holds the rest of it
   }
 
   /**
@@ -111,9 +132,10 @@ export class FrameWriter {
    * Writes a frame's buffers (`bytes` in all), in order after everything written before: to
    * the descriptor while the socket's queue is empty, and what the kernel did not take (or
    * everything, without sendv or on an error, which the socket then reports) through the
-   * socket. `sent` runs once all of it is in the kernel (or the socket failed).
+   * socket. `sent` runs once all of it is in the kernel (or the socket failed). True when the
+   * kernel took it all here (nothing of it is left in the socket's queue).
    */
-  private write(bufs: readonly Buffer[], bytes: number, sent?: () => void): void {
+  private write(bufs: readonly Buffer[], bytes: number, sent?: () => void): boolean {
     const socket = this.socket;
     let skip = 0;
     if (this.fd >= 0 && socket.writableLength === 0 && socket.writableCorked === 0) {
@@ -121,13 +143,13 @@ export class FrameWriter {
       if (n === bytes) {
         this.sentDirect++;
         sent?.();
-        return;
+        return true;
       }
       if (n > 0) skip = n;
     }
     if (bufs.length === 1) {
       socket.write(skip ? bufs[0]!.subarray(skip) : bufs[0]!, sent);
-      return;
+      return false;
     }
     socket.cork();
     const last = bufs.length - 1;
@@ -141,5 +163,6 @@ export class FrameWriter {
       skip = 0;
     }
     socket.uncork();
+    return false;
   }
 }

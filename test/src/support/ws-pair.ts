@@ -67,9 +67,10 @@ export async function pair(role: Role, opts: Partial<WsConnOptions> = {}) {
       },
     };
     const s = netConnect({ host: '127.0.0.1', port, onread: onreadInto(target) });
-    conn = new WsConn(s, 'client', options, undefined, 'onread');
+    // Connected first, as wsConnect's socket is: the writer finds the descriptor sendv writes to.
     [peerSocket] = await accepted;
     await once(s, 'connect');
+    conn = new WsConn(s, 'client', options, undefined, 'onread');
   }
   server.close();
   const messages: Buffer[] = [];

@@ -1,7 +1,7 @@
 // BufferPool (shared/src/pool.ts): reuse, reference counts, and the buffers it must never take.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferPool, POOL_MIN_BYTES } from '@wsblk/shared';
+import { BufferPool, POOL_MIN_BYTES, SlabCutter } from '@wsblk/shared';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -99,4 +99,32 @@ test('a pool in use keeps its free buffers past the idle time', async () => {
   assert.equal(pool.stats.allocated, 1);
   await new Promise((r) => setTimeout(r, 250));
   assert.equal(pool.stats.freeBuffers, 0);
+});
+
+test('SlabCutter: pieces of a pooled slab; the slab comes back (warm) once every piece is released and the cutter moved on', () => {
+  const pool = new BufferPool(16 * MiB, 0);
+  const cutter = new SlabCutter(pool, POOL_MIN_BYTES);
+  const pieces = Array.from({ length: 16 }, (_, i) => {
+    const p = cutter.cut(4 * KiB);
+    p.fill(i);
+    return p;
+  });
+  const slab = pieces[0]!.buffer;
+  assert.ok(pieces.every((p) => p.buffer === slab), 'sixteen 4 KiB pieces from one 64 KiB slab');
+  assert.ok(pieces.every((p, i) => p.every((b) => b === i)), 'pieces do not overlap');
+  assert.ok(pool.holds(pieces[3]!), 'a piece is a pooled buffer: ownPayload retains it, no copy');
+  const next = cutter.cut(100); // the slab is used up: a new one, and the cutter lets go of the old
+  assert.notEqual(next.buffer, slab);
+  for (let i = 0; i < 15; i++) pool.release(pieces[i]!);
+  assert.ok(pool.holds(pieces[15]!), 'one piece still held keeps the whole slab');
+  assert.equal(pool.stats.freeBuffers, 0);
+  pool.retain(pieces[15]!); // a second holder (another replica's table)
+  pool.release(pieces[15]!);
+  assert.equal(pool.stats.freeBuffers, 0, 'the second holder still has it');
+  pool.release(pieces[15]!);
+  assert.equal(pool.stats.freeBuffers, 1, 'the last release gives the slab back');
+  // The cutter's next slab is the one given back, not fresh memory.
+  for (let i = 0; i < 16; i++) cutter.cut(4 * KiB);
+  assert.equal(cutter.cut(8).buffer, slab, 'the slab given back is cut again');
+  assert.throws(() => new SlabCutter(pool, 4 * KiB), /would not be pooled/);
 });
