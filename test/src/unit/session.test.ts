@@ -54,6 +54,44 @@ test('an id remembered again keeps one place in the window and its newest status
   assert.equal(s.recall(4096), 0);
 });
 
+test('the dedup window keeps exactly the last 4096 distinct ids, whatever order they come in (against a model)', () => {
+  // Seqs mostly in order, with writes completing out of order, replays of recent ones, jumps
+  // (a resumed session), and seqs that collide in the window's index (a multiple of 8192 apart).
+  const s = new Session('d', 'c');
+  const model = new Map<number, number>(); // insertion order = age, as the window's ring
+  const rememberBoth = (seq: number, status: number) => {
+    s.remember(seq, status, 1, seq * 512, 4096);
+    if (!model.has(seq)) {
+      if (model.size === 4096) model.delete(model.keys().next().value!);
+      model.set(seq, status);
+    } else model.set(seq, status);
+  };
+  let x = 12345;
+  const rand = (n: number) => ((x = (x * 1103515245 + 12345) % 2147483648) % n);
+  let next = 0;
+  for (let i = 0; i < 60_000; i++) {
+    const r = rand(100);
+    let seq: number;
+    if (r < 70) seq = next++;
+    else if (r < 85) seq = Math.max(0, next - 1 - rand(64)); // completes late, or is replayed
+    else if (r < 95) seq = next + rand(32); // a later one completing first
+    else if (r < 98) seq = next - 1 - rand(8192) + 8192 * (1 + rand(3)); // collides in the index
+    else seq = next += rand(100_000); // a jump
+    if (seq < 0) seq = 0;
+    rememberBoth(seq, rand(40));
+    if (i % 997 === 0) {
+      for (const [k, v] of model) assert.equal(s.recall(k), v, `seq ${k} after ${i} remembers`);
+      for (let k = Math.max(0, next - 10_000); k < next + 40; k++) if (!model.has(k)) assert.equal(s.recall(k), undefined, `seq ${k} is not remembered`);
+    }
+  }
+  for (const [k, v] of model) {
+    assert.equal(s.recall(k), v);
+    assert.equal(s.replayDifference(k, 1, k * 512, 4096), '', `seq ${k} is the same request`);
+  }
+  const [some] = model.keys();
+  assert.match(s.replayDifference(some!, 1, some! * 512 + 1, 4096), /replayed as op 1/);
+});
+
 test('takeOver bumps the epoch and fences the previous owner, once', () => {
   const s = new Session('d', 'c');
   const a = new Owner();
