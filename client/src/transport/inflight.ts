@@ -32,8 +32,8 @@ export interface InflightEntry {
  */
 export class InflightTable {
   private readonly entries = new Map<number, InflightEntry>();
-  /** Accepted but not sent: over the byte budget, or no connection. FIFO. */
-  private waiting: InflightEntry[] = [];
+  /** Accepted but not sent: over the byte budget, or no connection. FIFO from waitHead (slots before it are empty). */
+  private waiting: (InflightEntry | undefined)[] = [];
   private waitHead = 0;
   private sentBytes = 0;
 
@@ -59,11 +59,15 @@ export class InflightTable {
    * the whole budget still goes when nothing else is in flight, so nothing waits forever.
    */
   takeSendable(out: InflightEntry[]): void {
-    while (this.waitHead < this.waiting.length) {
-      const e = this.waiting[this.waitHead]!;
-      if (!this.entries.has(e.seq)) { this.waitHead++; continue; } // timed out while waiting
+    const waiting = this.waiting;
+    while (this.waitHead < waiting.length) {
+      const e = waiting[this.waitHead]!;
+      if (!this.entries.has(e.seq)) { waiting[this.waitHead++] = undefined; continue; } // timed out while waiting
       if (this.sentBytes > 0 && this.sentBytes + e.bytes > this.maxBytes) break;
-      this.waitHead++;
+      // The slot lets go of it: a taken entry kept here until the next compaction (1024 later)
+      // outlived its request by tens of ms, and with it its callback, its caller's state and its
+      // data, all promoted to the old generation (a major GC every ~0.6 s under 4k writes).
+      waiting[this.waitHead++] = undefined;
       e.sent = true;
       this.sentBytes += e.bytes;
       out.push(e);
