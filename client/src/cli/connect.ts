@@ -65,7 +65,7 @@ export function connectCommand(): Command {
       + 'Several URLs, comma-separated, make one device over a replica set: writes go to every '
       + 'in-sync replica, reads to one; a replica that fails or stays silent for --replica-timeout is '
       + 'ejected (the new membership is stored on the others first) and, once back, resynced from '
-      + 'the regions written while it was out. Every replica must have the same size.\n\n'
+      + 'the regions written while it was out (or not yet flushed when it left). Every replica must have the same size.\n\n'
       + '--failover URL2 (repeatable) names another gateway of the same data, e.g. a second `wsblk serve` '
       + 'in front of the same Ceph RBD image: nothing is written to it while URL works. When the '
       + 'connection is lost, each retry round tries the gateway the device is on, then the others in '

@@ -24,7 +24,10 @@ export interface ReplicaLink extends BlockTarget {
    * connection (waits out everything it started) before any later request runs.
    */
   abandon(status: number): void;
-  /** Called on each (re)connection and loss. */
-  onState(fn: (connected: boolean) => void): void;
+  /**
+   * Called on each (re)connection and loss. `sessionLost`: connected again, but the server no
+   * longer knew our session (it restarted): what it had not flushed may be gone.
+   */
+  onState(fn: (connected: boolean, sessionLost?: boolean) => void): void;
   close(): Promise<void>;
 }

@@ -56,8 +56,8 @@ export class RemoteLink implements ReplicaLink {
     this.disk.abandon(status);
   }
 
-  onState(fn: (connected: boolean) => void): void {
-    this.disk.on('connected', () => fn(true));
+  onState(fn: (connected: boolean, sessionLost?: boolean) => void): void {
+    this.disk.on('connected', (_welcome: unknown, sessionLost: boolean) => fn(true, sessionLost));
     this.disk.on('disconnected', () => fn(false));
   }
 

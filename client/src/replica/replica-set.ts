@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { Errno, Op, bufferPool, logger } from '@wsblk/shared';
+import { Errno, FLAG_FUA, Op, bufferPool, errnoName, logger } from '@wsblk/shared';
 import type { BlockTarget, DiskInfo, IoCallback, IoRequest } from '../target.js';
 import { ownPayload } from '../transport/inflight.js';
 import { NoAnswer, deadline } from './deadline.js';
-import { DirtyMap } from './dirty-map.js';
+import { DirtyMap, regionShiftFor } from './dirty-map.js';
 import type { ReplicaLink } from './link.js';
 import { AttachRefused, decideMembership, type SetRecord } from './membership.js';
 import { RangeLock, type RangeHold } from './range-lock.js';
@@ -91,7 +91,16 @@ interface SetOp {
   /** READ: the replica asked now, and those that failed it. */
   reader?: Replica;
   tried?: Replica[];
+  /** FLUSH: the unflushed regions it makes durable (ReplicaSet.unflushed when it was sent). */
+  covers?: Set<number>;
+  coversAll?: boolean;
 }
+
+/** Unflushed regions tracked one by one at most; past this, every region counts as unflushed. */
+const UNFLUSHED_MAX = 1 << 16;
+
+/** A write whose data a replica may hold only in a volatile cache once it has answered. */
+const isCachedWrite = (req: IoRequest) => isWrite(req.op) && (req.flags & FLAG_FUA) === 0;
 
 const isWrite = (op: Op) => op === Op.Write || op === Op.Discard || op === Op.WriteZeroes;
 
@@ -118,6 +127,17 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
   private epoch: number;
   private readonly timer: NodeJS.Timeout;
   private rr = 0;
+  /**
+   * Regions written since the last FLUSH that every in-sync replica completed. A replica that
+   * loses power (the lab's crash) loses what it had not flushed, though it had answered it: so
+   * when a replica is ejected these regions join its dirty map, and its resync copies them too.
+   * Marked when a write is sent (a replica may answer, then crash before the others answer); a
+   * FLUSH takes what was marked when it was sent and gives it back if it fails. Past
+   * UNFLUSHED_MAX regions every region counts (unflushedAll: an ejected replica is compared).
+   */
+  private unflushed = new Set<number>();
+  private unflushedAll = false;
+  private readonly regionSize: number;
   /** Reads of this burst go here (burstReader). */
   private burst: Replica | undefined;
   private burstArmed = false;
@@ -137,11 +157,12 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     };
     this.replicas = links.map((l) => new Replica(l));
     this.info = combinedInfo(links);
+    this.regionSize = 2 ** regionShiftFor(this.info.size);
     this.setId = setId;
     this.epoch = epoch;
     // Not unref'd: requests waiting on a silent replica must still be swept; close() clears it.
     this.timer = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, timeout / 4)));
-    for (const r of this.replicas) r.link.onState((up) => this.onLinkState(r, up));
+    for (const r of this.replicas) r.link.onState((up, sessionLost) => this.onLinkState(r, up, sessionLost === true));
   }
 
   /**
@@ -189,7 +210,21 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     log.info(`replica set ${set.setId.slice(0, 8)} epoch ${set.epoch}: in sync ${decided.inSync.join(', ')}`
       + `${decided.stale.length ? `; to resync: ${decided.stale.join(', ')}` : ''}`);
     for (const r of set.replicas) if (r.mode === 'out' && r.link.connected) set.startResync(r);
+    set.flushEarlierWrites();
     return set;
+  }
+
+  /**
+   * What an earlier daemon wrote may be unflushed on the servers, and is in no list of ours:
+   * until a first FLUSH has made it durable everywhere, every region counts as unflushed (a
+   * replica ejected meanwhile is compared in full).
+   */
+  private flushEarlierWrites(): void {
+    if (!this.info.flush || this.info.readOnly) return;
+    this.everyRegionUnflushed();
+    this.submit({ op: Op.Flush, offset: 0, length: 0, flags: 0 }, (status) => {
+      if (status !== 0) log.warn(`the first flush after attach failed (${errnoName(status)}); a replica ejected before the next one is compared in full`);
+    });
   }
 
   get status(): ReplicaSetStatus {
@@ -235,7 +270,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     r.reason = 'added';
     this.markOut(r, false);
     this.replicas.push(r);
-    link.onState((up) => this.onLinkState(r, up));
+    link.onState((up, sessionLost) => this.onLinkState(r, up, sessionLost === true));
     log.info(`replica ${link.id} added`);
     this.emit('state', this.status);
     if (link.connected) this.startResync(r);
@@ -300,6 +335,8 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
 
   private fanOut(op: SetOp): void {
     op.sentAt = performance.now();
+    if (isCachedWrite(op.req)) this.markUnflushed(op.req);
+    else if (op.req.op === Op.Flush) this.takeUnflushed(op);
     this.ops.add(op);
     for (const r of this.replicas) if (r.mode !== 'out') op.waiting.push(r);
     // One copy of a write's data for every replica (each transport would copy it otherwise).
@@ -348,6 +385,14 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       return;
     }
     this.ops.delete(op);
+    if (op.covers) {
+      // A flush that failed made nothing durable: its regions are unflushed still.
+      if (status !== 0) {
+        if (op.coversAll) this.everyRegionUnflushed();
+        else for (const r of op.covers) this.addUnflushed(r);
+      }
+      op.covers = undefined;
+    }
     if (op.hold) this.lock.release(op.hold);
     op.hold = null;
     if (op.payload) bufferPool.release(op.payload);
@@ -477,6 +522,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     for (const op of this.ops) {
       if (isWrite(op.req.op) && op.waiting.includes(r)) void r.map?.mark(op.req.offset, op.req.length);
     }
+    this.markUnflushedIn(r);
     const settled: SetOp[] = [];
     const reads: SetOp[] = [];
     for (const op of this.ops) {
@@ -580,8 +626,19 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
 
   // --- resync --------------------------------------------------------------------------------
 
-  private onLinkState(r: Replica, up: boolean): void {
+  private onLinkState(r: Replica, up: boolean, sessionLost = false): void {
     if (this.closed || !this.replicas.includes(r)) return; // removed
+    if (up && sessionLost && r.mode !== 'out' && !(r.mode === 'in-sync' && this.count('in-sync') === 1)) {
+      // Its server restarted before the replica timeout: it answered writes it may not have
+      // flushed, and a restart after a power cut (or a memory export) has lost them. Out it
+      // goes, with those regions in its map, and the resync that follows checks its record.
+      // (The last in-sync replica stays: it is the data, as a lone disk's is after a power cut.)
+      this.eject(r, 'its server restarted (our session was unknown to it): writes it had not flushed may be lost');
+      // Its link reconnects (the ejection dropped the connection) and that starts the resync;
+      // should it stay up instead, this does.
+      setTimeout(() => { if (r.link.connected) this.startResync(r); }, 1000).unref();
+      return;
+    }
     this.emit('state', this.status);
     if (up && r.mode === 'out' && !r.resync) this.startResync(r);
     if (up) this.unblock();
@@ -631,7 +688,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       timeoutMs: this.o.replicaTimeoutMs, log: (m) => log.info(m),
     });
     r.resync = resync;
-    log.info(`resync of ${r.link.id} starts: ${r.compare ? `comparing ${resync.total} regions by checksum` : `${resync.total} regions written while it was out`}`
+    log.info(`resync of ${r.link.id} starts: ${r.compare ? `comparing ${resync.total} regions by checksum` : `${resync.total} regions written while it was out or unflushed when it left`}`
       + ` (${r.map.regionSize >> 10} KiB each, rate ${this.o.resyncRate ? `${Math.round(this.o.resyncRate / 1048576)} MiB/s` : 'unlimited'})`);
     this.emit('state', this.status);
     resync.run().then(async () => {
@@ -671,6 +728,59 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     r.resync = null;
   }
 
+  // --- what no flush has made durable yet -------------------------------------------------------
+
+  private markUnflushed(req: IoRequest): void {
+    if (this.unflushedAll || req.length <= 0) return;
+    const rs = this.regionSize;
+    const last = Math.floor((req.offset + req.length - 1) / rs);
+    for (let r = Math.floor(req.offset / rs); r <= last; r++) this.addUnflushed(r);
+  }
+
+  private addUnflushed(region: number): void {
+    if (this.unflushedAll) return;
+    this.unflushed.add(region);
+    if (this.unflushed.size > UNFLUSHED_MAX) this.everyRegionUnflushed();
+  }
+
+  private everyRegionUnflushed(): void {
+    this.unflushedAll = true;
+    this.unflushed.clear();
+  }
+
+  /**
+   * A FLUSH being sent makes durable what was written before it, not the writes still in flight
+   * (their regions stay unflushed after it).
+   */
+  private takeUnflushed(flush: SetOp): void {
+    flush.covers = this.unflushed;
+    flush.coversAll = this.unflushedAll;
+    this.unflushed = new Set();
+    this.unflushedAll = false;
+    for (const op of this.ops) if (isCachedWrite(op.req)) this.markUnflushed(op.req);
+  }
+
+  /** An ejected replica may have lost, with its power, everything no flush has covered: dirty. */
+  private markUnflushedIn(r: Replica): void {
+    const map = r.map;
+    if (!map) return;
+    let all = this.unflushedAll;
+    const sets = [this.unflushed];
+    for (const op of this.ops) {
+      if (!op.covers) continue;
+      sets.push(op.covers);
+      all ||= op.coversAll === true;
+    }
+    if (all) {
+      // Too much to list: every region is compared by checksum, and copied where it differs.
+      void map.mark(0, this.info.size);
+      r.compare = true;
+      return;
+    }
+    const rs = this.regionSize;
+    for (const set of sets) for (const region of set) void map.mark(region * rs, rs);
+  }
+
   // --- helpers -------------------------------------------------------------------------------
 
   private count(mode: Mode): number {
@@ -697,7 +807,12 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
     this.closed = true;
     for (const [, cb] of this.blocked) cb(Errno.ESHUTDOWN);
     this.blocked = [];
-    for (const r of this.replicas) this.stopResync(r);
+    // Resyncs stop where they are, keeping (flushed on the target, saved in the map) what they copied.
+    await Promise.all(this.replicas.map((r) => {
+      const rs = r.resync;
+      r.resync = null;
+      return rs?.stopAndKeep();
+    }));
     await this.changing;
     clearInterval(this.timer);
     for (const r of this.replicas) await r.map?.flush();

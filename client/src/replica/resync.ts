@@ -47,6 +47,8 @@ export class ResyncError extends Error {
  */
 export class Resync {
   private stopped = false;
+  private keepOnStop = false;
+  private running: Promise<void> | null = null;
   /** Regions done in this run, and to do in all (for progress). */
   done = 0;
   readonly total: number;
@@ -66,12 +68,28 @@ export class Resync {
     this.stopped = true;
   }
 
+  /**
+   * Stops, and keeps what was copied: the copies under way finish, the target flushes them, and
+   * the map is saved with them done (a daemon that stops resumes there). Resolves once run() has.
+   * A target that is not connected keeps nothing (its flush would not be answered).
+   */
+  stopAndKeep(): Promise<void> {
+    this.keepOnStop = this.o.target.connected;
+    this.stop();
+    return (this.running ?? Promise.resolve()).catch(() => {});
+  }
+
   get isStopped(): boolean {
     return this.stopped;
   }
 
   /** Runs to the end. Rejects with a ResyncError when a replica fails, or when stopped. */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    this.running ??= this.runAll();
+    return this.running;
+  }
+
+  private async runAll(): Promise<void> {
     const { map } = this.o;
     const rs = map.regionSize;
     let lastSave = Date.now();
@@ -85,18 +103,36 @@ export class Resync {
     // region and the bench saw 64-78 MiB/s under a 100 MiB/s limit); they are marked copied in
     // order, so the saved position never passes a region still being copied.
     const window: Array<{ r: number; p: Promise<void> }> = [];
+    // A region copied is clean in the map only once the target has flushed it: a target that
+    // loses power loses what it had not flushed, and the map must still say so.
+    let copied: number[] = [];
     const settleOldest = async (): Promise<void> => {
       const { r, p } = window.shift()!;
       await p;
-      map.copied(r, r + 1);
+      copied.push(r);
       this.done++;
       if (Date.now() - lastSave >= (this.o.saveEveryMs ?? 1000)) {
         lastSave = Date.now();
-        await map.flush();
+        await saveCopied();
       }
     };
+    const saveCopied = async (): Promise<void> => {
+      if (copied.length > 0) {
+        await this.flushTarget();
+        for (const r of copied) map.copied(r, r + 1);
+        copied = [];
+      }
+      await map.flush();
+    };
+    const stop = async (): Promise<never> => {
+      if (this.keepOnStop) {
+        for (const w of window.splice(0)) await w.p.then(() => { copied.push(w.r); }, () => {});
+        await saveCopied().catch(() => {});
+      }
+      throw new ResyncError('stopped', 'none');
+    };
     for (let r = first; r >= 0 && r < map.regions; r = map.nextDirty(r + 1)) {
-      if (this.stopped) throw new ResyncError('stopped', 'none');
+      if (this.stopped) await stop();
       const offset = r * rs;
       const length = Math.min(rs, this.o.size - offset);
       if (this.o.compare && r >= batchEnd) {
@@ -110,7 +146,17 @@ export class Resync {
       await this.pace();
     }
     while (window.length > 0) await settleOldest();
-    await map.flush();
+    await saveCopied();
+  }
+
+  /** FLUSH on the target: what was copied to it is durable there. */
+  private async flushTarget(): Promise<void> {
+    const dst = this.o.target;
+    await deadline(io(dst, { op: Op.Flush, offset: 0, length: 0, flags: 0 }), this.o.timeoutMs, () => new ResyncError(`flushing ${dst.id} took over ${this.o.timeoutMs / 1000} s`, 'target'))
+      .catch((e: unknown) => {
+        if (e instanceof ResyncError) throw e;
+        throw new ResyncError(`flushing ${dst.id}: errno ${String(e)}`, 'target');
+      });
   }
 
   /**

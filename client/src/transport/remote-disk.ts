@@ -112,7 +112,7 @@ const GATEWAY_TRY_MS = 5_000;
  * With failover gateways, each reconnect round tries the gateway the session lives on first,
  * then the others in list order; a new gateway has no such session, so the client opens a new
  * one there and replays the same requests (writes are positional: a replay is harmless).
- * Emits 'connected' (welcome), 'disconnected' (reason), 'fenced' (why: the server will not
+ * Emits 'connected' (welcome, sessionLost: the server did not know the session it resumed), 'disconnected' (reason), 'fenced' (why: the server will not
  * take this client back, e.g. another client took the session or the export over: this one stops).
  */
 export class RemoteDisk extends EventEmitter implements BlockTarget {
@@ -393,9 +393,10 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
     if (moved) {
       // A new gateway has no session of ours: the server opens one, and the replay below re-sends what was outstanding.
       log.info(`failed over from ${left} to ${url} (${this.lostWhy || 'unreachable'}); session ${welcome.sessionId.slice(0, 8)} there, replaying ${this.table.size} requests`);
-    } else if (this.sessionId && this.sessionId !== welcome.sessionId) {
-      log.warn(`session ${this.sessionId.slice(0, 8)} was not resumed (server restarted?); new session ${welcome.sessionId.slice(0, 8)}`);
     }
+    // The server did not know our session: it restarted, and may have lost what it had not flushed.
+    const sessionLost = !moved && this.sessionId !== '' && this.sessionId !== welcome.sessionId;
+    if (sessionLost) log.warn(`session ${this.sessionId.slice(0, 8)} was not resumed (server restarted?); new session ${welcome.sessionId.slice(0, 8)}`);
     this.lostWhy = '';
     this.sessionId = welcome.sessionId;
     this.epoch = welcome.epoch;
@@ -410,7 +411,7 @@ export class RemoteDisk extends EventEmitter implements BlockTarget {
       if (!moved) log.info(`reconnected (session ${welcome.sessionId.slice(0, 8)} epoch ${welcome.epoch}, ${welcome.resumed ? 'resumed' : 'new'}); replaying ${replay} requests`);
     }
     this.ready = true;
-    this.emit('connected', welcome);
+    this.emit('connected', welcome, sessionLost);
     this.flush();
     return undefined;
   }

@@ -1,4 +1,5 @@
 // `wsblk lab run` as the CLI runs it, and what it leaves: its exit code, output, results.json.
+import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,4 +39,21 @@ export const stateRuns = (states: string[]): string[] => states.filter((s, i) =>
 export function sampleGaps(run: LabRun, intervalS: number): number[] {
   const ts = run.samples.map((s) => s.t);
   return ts.slice(1).map((t, i) => t - ts[i]!).filter((gap) => gap > intervalS * 1.8);
+}
+
+/**
+ * One fault, and the replica set's answer to it: `fault` was hit at about `atS` and ended at
+ * about `untilS`; `server` went out (unreachable or ejected) and came back in sync; the others
+ * stayed in sync all through.
+ */
+export function assertOutAndBack(run: LabRun, fault: { action: string; server: string; atS: number; untilS: number }, others: string[]): void {
+  assert.equal(run.faults.length, 1, `one fault: ${JSON.stringify(run.faults)}`);
+  const f = run.faults[0]!;
+  assert.deepEqual([f.action, f.server], [fault.action, fault.server]);
+  assert.ok(Math.abs(f.t - fault.atS) < 1 && Math.abs(f.until! - fault.untilS) < 2, `${f.action} at ${f.t} s until ${f.until} s`);
+  const states = stateRuns(statesOf(run, fault.server));
+  assert.equal(states[0], 'in-sync');
+  assert.ok(states.some((s) => s === 'unreachable' || s === 'ejected'), `${fault.server} went out: ${states.join(' > ')}`);
+  assert.equal(states[states.length - 1], 'in-sync', `${fault.server} came back: ${states.join(' > ')}`);
+  for (const other of others) assert.deepEqual(stateRuns(statesOf(run, other)), ['in-sync'], `${other} stayed in sync`);
 }

@@ -27,7 +27,11 @@ export class MemoryLink implements ReplicaLink {
   fault: ((req: IoRequest) => number) | null = null;
   private held: Held[] = [];
   private readonly live = new Set<{ done: boolean; cb: IoCallback }>();
-  private listeners: Array<(up: boolean) => void> = [];
+  private listeners: Array<(up: boolean, sessionLost?: boolean) => void> = [];
+  /** With a volatile cache (volatileCache()): the data as of its last FLUSH, what crash() leaves. */
+  private durable: Buffer | null = null;
+  /** FLUSHes completed with a volatile cache. */
+  flushesDone = 0;
 
   constructor(readonly id: string, size: number, events: string[] = [], private readonly rnd: () => number = Math.random) {
     this.target = new MemoryTarget({ size, maxPayload: 1 << 20 });
@@ -62,7 +66,10 @@ export class MemoryLink implements ReplicaLink {
       const st = this.fault?.(req) ?? 0;
       if (st) return void setImmediate(finish, st);
       if (req.op === Op.Write) this.events.push(`${this.id} write ${req.offset}`);
-      this.target.submit(req.op === Op.Write ? { ...req, payload: Buffer.from(req.payload!) } : req, finish);
+      const done = req.op === Op.Flush && this.durable
+        ? (status: number, data?: Buffer) => { if (status === 0) { this.durable = this.image(); this.flushesDone++; } finish(status, data); }
+        : finish;
+      this.target.submit(req.op === Op.Write ? { ...req, payload: Buffer.from(req.payload!) } : req, done);
     };
     if (this.jitterMs > 0 && req.op === Op.Write) setTimeout(apply, this.rnd() * this.jitterMs);
     else apply();
@@ -74,13 +81,30 @@ export class MemoryLink implements ReplicaLink {
     for (const f of this.listeners) f(false);
   }
 
-  up(): void {
+  /** `sessionLost`: its server restarted, so the connection comes back on a new session. */
+  up(sessionLost = false): void {
     this.connected = true;
     this.stalled = false;
     const h = this.held;
     this.held = [];
     for (const { req, cb } of h) this.run(req, cb);
-    for (const f of this.listeners) f(true);
+    for (const f of this.listeners) f(true, sessionLost);
+  }
+
+  /** From now on writes are volatile until a FLUSH, as in a server's page cache. */
+  volatileCache(): void {
+    this.durable = this.image();
+  }
+
+  /** A power cut: what was not flushed is gone, and the connection with it (up() brings it back). */
+  crash(): void {
+    if (!this.durable) throw new Error('crash() needs volatileCache() first');
+    this.target.write(0, this.durable);
+    this.down();
+  }
+
+  private image(): Buffer {
+    return this.target.read(0, this.target.info.size);
   }
 
   async readMeta(): Promise<SetRecord | null> {
@@ -116,7 +140,7 @@ export class MemoryLink implements ReplicaLink {
     for (const { cb } of h) setImmediate(cb, status);
   }
 
-  onState(fn: (up: boolean) => void): void {
+  onState(fn: (up: boolean, sessionLost?: boolean) => void): void {
     this.listeners.push(fn);
   }
 

@@ -183,6 +183,66 @@ test('a replica that comes back without the set\'s record (restarted empty) is c
   assertSame(links, 'after the resync of an empty replica');
 });
 
+test('a replica that loses its unflushed writes in a power cut is resynced over them, not only over what it missed while out', async (t) => {
+  const { links, open } = setup(t, 3);
+  const set = await open();
+  await until('in sync', () => set.status.inSync === 3);
+  for (const l of links) l.volatileCache();
+  await write(set, 1 << 20, bytes(65536, 40));
+  assert.equal((await io(set, { op: Op.Flush, offset: 0, length: 0, flags: 0 })).status, 0);
+  await write(set, 2 << 20, bytes(65536, 41)); // answered by every replica, flushed by none
+  await write(set, 5 << 20, bytes(4096, 42));
+  links[2]!.crash();
+  assert.ok(!links[2]!.target.read(2 << 20, 65536).equals(bytes(65536, 41)), 'the crash took the unflushed write away');
+  assert.ok(links[2]!.target.read(1 << 20, 65536).equals(bytes(65536, 40)), 'and kept the flushed one');
+  // Writes go on; the replica is ejected after the timeout, and comes back.
+  assert.equal((await write(set, 7 << 20, bytes(65536, 43))).status, 0);
+  assert.equal(set.status.replicas[2]!.state, 'unreachable');
+  const flushes = links[2]!.sent.Flush ?? 0;
+  links[2]!.up();
+  await until('in sync again', () => set.status.inSync === 3);
+  assertSame(links, 'after the resync of a replica that lost unflushed writes');
+  assert.ok((links[2]!.sent.Flush ?? 0) > flushes, 'the resync flushed what it copied before the replica counted as in sync');
+});
+
+test('a replica whose server restarts before the replica timeout (its session unknown) is ejected and resynced, not trusted', async (t) => {
+  const { links, open } = setup(t, 3, { replicaTimeoutMs: 5000 });
+  const set = await open();
+  await until('in sync', () => set.status.inSync === 3);
+  for (const l of links) l.volatileCache();
+  await write(set, 3 << 20, bytes(65536, 50));
+  links[1]!.crash();
+  const pending = write(set, 4 << 20, bytes(65536, 51)); // waits: replica 1 holds it, far from its timeout
+  links[1]!.up(true); // back at once, on a new session
+  assert.equal((await pending).status, 0);
+  assert.equal(set.status.replicas[1]!.state === 'in-sync' && set.status.inSync === 3 && links[1]!.target.read(3 << 20, 65536).equals(bytes(65536, 50)), false, 'not in sync while it lacks a write');
+  await until('in sync again', () => set.status.inSync === 3);
+  assertSame(links, 'after a quick restart');
+  // The last in-sync replica's restart keeps it: it is the data.
+  const solo = setup(t, 1);
+  const one = await solo.open();
+  solo.links[0]!.volatileCache();
+  await write(one, 0, bytes(4096, 52));
+  solo.links[0]!.crash();
+  solo.links[0]!.up(true);
+  assert.equal(one.status.inSync, 1);
+  assert.equal((await write(one, 0, bytes(4096, 53))).status, 0);
+});
+
+test('a new attach flushes what an earlier daemon left unflushed: a power cut right after it loses nothing', async (t) => {
+  const { links, open } = setup(t, 2);
+  const first = await open();
+  await until('in sync', () => first.status.inSync === 2);
+  for (const l of links) l.volatileCache();
+  await write(first, 6 << 20, bytes(65536, 60)); // never flushed by this daemon
+  await first.close();
+  const second = await open();
+  await until('the attach flush', () => links.every((l) => l.flushesDone > 0));
+  await until('in sync', () => second.status.inSync === 2);
+  links[1]!.crash();
+  assert.ok(links[1]!.target.read(6 << 20, 65536).equals(bytes(65536, 60)), 'the earlier write was made durable at attach');
+});
+
 test('overlapping concurrent writes with replicas that apply them in random order leave the replicas identical', async (t) => {
   const { links, open } = setup(t, 3);
   const set = await open();
