@@ -85,7 +85,7 @@ test('the filesystem workload has its own keys and defaults', () => {
 
 test('each shipped example parses', () => {
   const files = readdirSync(EXAMPLES).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
-  assert.deepEqual(files, ['kill-and-resync.yaml', 'partition-flapping.yaml', 'slow-replica.yaml']);
+  assert.deepEqual(files, ['crash-and-resync.yaml', 'kill-and-resync.yaml', 'partition-flapping.yaml', 'slow-replica.yaml']);
   for (const f of files) {
     const s = parseScenario(readFileSync(EXAMPLES + f, 'utf8'), f);
     assert.equal(`${s.name}.yaml`, f);
@@ -95,6 +95,9 @@ test('each shipped example parses', () => {
   const k = parseScenario(readFileSync(EXAMPLES + 'kill-and-resync.yaml', 'utf8'), 'kill-and-resync.yaml');
   assert.deepEqual(k.schedule, [{ atS: 10, action: 'kill', server: 's2' }, { atS: 25, action: 'restart', server: 's2' }]);
   assert.equal(k.workload.kind === 'fio' && k.workload.verify, 'crc32c');
+  const c = parseScenario(readFileSync(EXAMPLES + 'crash-and-resync.yaml', 'utf8'), 'crash-and-resync.yaml');
+  assert.deepEqual(c.schedule, [{ atS: 8, action: 'crash', server: 's2' }, { atS: 12, action: 'restart', server: 's2' }]);
+  assert.deepEqual(c.servers.map((x) => x.export.kind), ['file', 'file', 'file'], 'a crash drops what was not flushed to a file');
 });
 
 test('a schedule naming an unknown server says which servers there are', () => {
