@@ -636,7 +636,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       this.eject(r, 'its server restarted (our session was unknown to it): writes it had not flushed may be lost');
       // Its link reconnects (the ejection dropped the connection) and that starts the resync;
       // should it stay up instead, this does.
-      setTimeout(() => { if (r.link.connected) this.startResync(r); }, 1000).unref();
+      this.resyncLater(r, 1000);
       return;
     }
     this.emit('state', this.status);
@@ -672,7 +672,7 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
       log.warn(`replica ${r.link.id}: reading its record failed (${e.message}); trying again`);
       // A silent connection is dropped (what it holds fails): the next try starts on a new one.
       if (e instanceof NoAnswer) r.link.abandon(Errno.EIO);
-      setTimeout(() => { if (r.link.connected) this.startResync(r); }, 1000).unref();
+      this.resyncLater(r, 1000);
     });
   }
 
@@ -718,9 +718,14 @@ export class ReplicaSet extends EventEmitter implements BlockTarget {
         setTimeout(() => this.startResync(r), 1000).unref();
       } else {
         this.eject(r, `resync failed: ${e.message}`);
-        setTimeout(() => { if (r.link.connected) this.startResync(r); }, 2000).unref();
+        this.resyncLater(r, 2000);
       }
     });
+  }
+
+  /** Tries the replica's resync again in `ms`, if its link is up then. */
+  private resyncLater(r: Replica, ms: number): void {
+    setTimeout(() => { if (r.link.connected) this.startResync(r); }, ms).unref();
   }
 
   private stopResync(r: Replica): void {

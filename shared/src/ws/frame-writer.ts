@@ -94,7 +94,7 @@ export class FrameWriter {
   private maskedMessage(parts: readonly Buffer[], total: number): void {
     const at = headerLength(total, true);
     const n = at + total;
-    const scratch = n <= SCRATCH_MAX && this.fd >= 0 && this.socket.writableLength === 0 && this.socket.writableCorked === 0;
+    const scratch = n <= SCRATCH_MAX && this.direct;
     let frame: Buffer;
     if (scratch) {
       if (this.scratch.length < n) this.scratch = Buffer.allocUnsafeSlow(Math.max(n, SCRATCH_MIN));
@@ -128,6 +128,11 @@ export class FrameWriter {
     this.out.length = 0;
   }
 
+  /** A frame written now goes straight to the descriptor: sendv is there and nothing waits in the socket's queue. */
+  private get direct(): boolean {
+    return this.fd >= 0 && this.socket.writableLength === 0 && this.socket.writableCorked === 0;
+  }
+
   /**
    * Writes a frame's buffers (`bytes` in all), in order after everything written before: to
    * the descriptor while the socket's queue is empty, and what the kernel did not take (or
@@ -138,7 +143,7 @@ export class FrameWriter {
   private write(bufs: readonly Buffer[], bytes: number, sent?: () => void): boolean {
     const socket = this.socket;
     let skip = 0;
-    if (this.fd >= 0 && socket.writableLength === 0 && socket.writableCorked === 0) {
+    if (this.direct) {
       const n = this.sendv!(this.fd, bufs);
       if (n === bytes) {
         this.sentDirect++;
