@@ -38,7 +38,7 @@
 //     - { at: 12, action: slow, server: s1, delayMs: 50, jitterMs: 10, for: 5 }
 //
 // Actions, each on one server:
-//   kill, crash (kill after discarding unflushed writes), restart (after kill or crash);
+//   kill, crash (silenced, its unflushed writes discarded, then killed), restart (after kill or crash);
 //   blackhole / heal (connections stay open, nothing is answered); partition / unpartition
 //   (a real one, nftables dropping the server's packets on loopback, where the runner may make
 //   it: nft and CAP_NET_ADMIN; else a black hole);

@@ -13,6 +13,8 @@ export const PARTITION_FALLBACK = 'as a transport black hole (nftables not usabl
 type Kind = 'down' | 'blackhole' | 'partition' | 'slow' | 'pause';
 const FAULT_NAME: Record<Exclude<Kind, 'down'>, string> = { blackhole: 'lab-blackhole', partition: 'lab-partition', slow: 'lab-slow', pause: 'lab-pause' };
 const CRASH_FAULT = 'lab-crash';
+/** The black hole a crash starts with (gone with the process). */
+const CRASH_SILENCE = 'lab-crash-silence';
 const LASTING = ['blackhole', 'partition', 'slow', 'pause'] as const;
 
 export class Schedule {
@@ -72,11 +74,19 @@ export class Schedule {
           await s.kill();
           await this.down(t, s);
           return this.begin(t, a, 'down', 'SIGKILL');
-        case 'crash':
-          await s.call('POST', `/faults/${CRASH_FAULT}/crash`);
+        case 'crash': {
+          // As a power cut: from this moment the server answers nothing (a black hole first: a
+          // READ answered between the drop and the kill showed data the crash had lost, and fio
+          // verify failed on it), its unflushed writes are dropped, and it is killed.
+          await s.call('POST', '/faults', { kind: 'blackhole', name: CRASH_SILENCE });
+          const lost = (await s.call('POST', `/faults/${CRASH_FAULT}/crash`)) as { writes: number; bytes: number };
+          // Tests widen the moment between the drop and the kill, where nothing may be answered.
+          const gapMs = Number(process.env.WSBLK_LAB_CRASH_KILL_DELAY_MS ?? 0);
+          if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
           await s.kill();
           await this.down(t, s);
-          return this.begin(t, a, 'down', 'unflushed writes dropped, then SIGKILL');
+          return this.begin(t, a, 'down', `silenced, ${lost.writes} unflushed writes (${lost.bytes} bytes) dropped, then SIGKILL`);
+        }
         case 'restart':
           await s.start();
           if (this.actions.some((x) => x.action === 'crash' && x.server === s.name && x.atS > a.atS)) await this.armCrash(s);

@@ -19,9 +19,9 @@ export interface LabOutcome {
 }
 
 /** Runs `wsblk lab run SCENARIO --out DIR` (no progress line) and reads its results. */
-export async function labRun(t: TestContext, scenario: string, extra: string[] = []): Promise<LabOutcome> {
+export async function labRun(t: TestContext, scenario: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<LabOutcome> {
   const folder = join(tempDir(t, 'wsblk-lab-'), 'results');
-  const r = await wsblk(['lab', 'run', scenario, '--out', folder, ...extra], {}, 240_000);
+  const r = await wsblk(['lab', 'run', scenario, '--out', folder, ...extra], env, 240_000);
   const file = join(folder, 'results.json');
   if (!existsSync(file)) throw new Error(`lab run wrote no results.json (exit ${r.code}):\n${r.stdout}\n${r.stderr.slice(-3000)}`);
   const run = JSON.parse(readFileSync(file, 'utf8')) as LabRun;
