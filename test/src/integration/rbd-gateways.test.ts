@@ -1,7 +1,7 @@
 // Two `wsblk serve` gateways on one RBD image of a Ceph micro cluster. RBD's exclusive lock is
 // the writer lock across gateways: a second writer is refused, --steal blocklists the old
 // gateway before it breaks the lock, so a stale gateway's late write cannot land.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,17 +16,25 @@ const BLOCK = 8 * 4096;
 const write = (seq: number, fill: number) => ({ seq, op: Op.Write, flags: 0, offset: BLOCK, length: 4096, payload: pattern(4096, fill) });
 const read = (seq: number) => ({ seq, op: Op.Read, flags: 0, offset: BLOCK, length: 4096 });
 
-test('a second writer through another gateway is refused; --steal blocklists the first gateway and takes over', { timeout: 120_000 }, async (t) => {
+/** A new 64M image behind two gateways, and client alpha writing through the first (null: skipped, no Ceph). */
+async function twoGateways(t: TestContext, image: string) {
   const ceph = await cephCluster(t);
-  if (!ceph) return;
-  await ceph.rbd(['create', '--size', '64M', 'rbd/lock']);
-  const spec = `d=rbd:rbd/lock,conf=${ceph.conf}`;
+  if (!ceph) return null;
+  await ceph.rbd(['create', '--size', '64M', image]);
+  const spec = `d=rbd:${image},conf=${ceph.conf}`;
   const g1 = await serve(t, ['--export', spec]);
   const g2 = await serve(t, ['--export', spec]);
   const a = await RawClient.connect(g1.url('d'));
   t.after(() => a.terminate());
   await a.hello({ clientId: 'alpha' });
   assert.equal((await a.roundTrip([write(1, 1)])).get(1)!.status, 0);
+  return { ceph, spec, g1, g2, a };
+}
+
+test('a second writer through another gateway is refused; --steal blocklists the first gateway and takes over', { timeout: 120_000 }, async (t) => {
+  const set = await twoGateways(t, 'rbd/lock');
+  if (!set) return;
+  const { ceph, spec, g2, a } = set;
 
   const b = await RawClient.connect(g2.url('d'));
   b.sendHello({ clientId: 'beta' });
@@ -102,4 +110,28 @@ test('stale gateway: frozen with a write in flight, stolen from, resumed: its wr
   const img = join(dir, 'img');
   await ceph.rbd(['export', 'rbd/stale', img]);
   assert.ok(readFileSync(img).subarray(BLOCK, BLOCK + 4096).equals(pattern(4096, 0xbb)), 'Ceph holds the newer data');
+});
+
+test('a blocklisted gateway connects to Ceph again for its next writer: no restart, and the gateway it took over from is fenced in turn', { timeout: 120_000 }, async (t) => {
+  const set = await twoGateways(t, 'rbd/back');
+  if (!set) return;
+  const { ceph, g1, g2, a } = set;
+
+  const thief = await RawClient.connect(g2.url('d'));
+  t.after(() => thief.terminate());
+  await thief.hello({ clientId: 'thief', steal: true }, 30_000);
+  assert.equal((await thief.roundTrip([write(1, 2)])).get(1)!.status, 0);
+  assert.notEqual((await a.roundTrip([write(2, 3)])).get(2)!.status, 0, 'gateway 1, blocklisted, cannot write');
+
+  // Before, gateway 1 refused every writer from here on (its client stays blocklisted) until restarted.
+  const back = await RawClient.connect(g1.url('d'));
+  t.after(() => back.terminate());
+  await back.hello({ clientId: 'back', steal: true }, 30_000);
+  assert.match(g1.proc.output(), /rbd:rbd\/back: Ceph blocklisted this gateway's client .*; connected again as a new client/);
+  assert.equal((await back.roundTrip([write(1, 4)])).get(1)!.status, 0, 'gateway 1 writes again');
+  assert.ok((await back.roundTrip([read(2)])).get(2)!.data!.equals(pattern(4096, 4)));
+  assert.notEqual((await thief.roundTrip([write(3, 5)])).get(3)!.status, 0, 'gateway 2, blocklisted by the steal back, cannot write');
+  const img = join(tempDir(t), 'img');
+  await ceph.rbd(['export', 'rbd/back', img]);
+  assert.ok(readFileSync(img).subarray(BLOCK, BLOCK + 4096).equals(pattern(4096, 4)), 'Ceph holds the last writer\'s data');
 });
