@@ -74,8 +74,6 @@ export class RbdBackend implements Backend, ClusterLock {
   private readonly comps = Buffer.alloc(8 * 64);
   /** The connection requests go to (a new one after a blocklist: reconnect). */
   private conn: Conn;
-  /** Times this gateway found itself blocklisted and connected again. */
-  reconnects = 0;
   private readonly refresh: NodeJS.Timeout;
   private refreshing = false;
   private lockChain: Promise<unknown> = Promise.resolve();
@@ -114,7 +112,6 @@ export class RbdBackend implements Backend, ClusterLock {
   private async reconnect(): Promise<void> {
     const old = this.conn;
     this.conn = this.listen(await connect(this.lib, this.opts));
-    this.reconnects++;
     log.warn(`${this.description}: Ceph blocklisted this gateway's client (another gateway took the image over); connected again as a new client`);
     void this.disconnect(old).catch((e: Error) => log.warn(`${this.description}: closing the blocklisted connection: ${e.message}`));
   }
